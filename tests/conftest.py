@@ -1,0 +1,26 @@
+"""Shared test fixtures. ``../shared`` (beside the repository) holds the real data, models and test vectors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("BERTGEN_SHARED", REPO.parent / "shared"))
+MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.fail(f"shared data folder not found at {SHARED} (set BERTGEN_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    # Tests never touch the network: hub ids must fail fast and clearly.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
