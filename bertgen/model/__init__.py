@@ -1,0 +1,17 @@
+"""bertgen's own PyTorch models: plain torch, no Lightning/Hydra/data imports."""
+
+from .config import EncoderDecoderConfig, ModelConfig
+from .encoder_decoder import DecoderOnlyLM, EncoderDecoder, ModelOutput, load_model, shift_tokens_right
+from .transformer import KVCache, TransformerStack
+
+__all__ = [
+    "DecoderOnlyLM",
+    "EncoderDecoder",
+    "EncoderDecoderConfig",
+    "KVCache",
+    "ModelConfig",
+    "ModelOutput",
+    "TransformerStack",
+    "load_model",
+    "shift_tokens_right",
+]

@@ -1,0 +1,386 @@
+"""`EncoderDecoder` (every paper variant but `gpt`) and `DecoderOnlyLM` (the paper's `gpt`).
+
+Both load Hugging Face folders or hub ids, save folders that `transformers` loads back, and compute the loss the way
+`EncoderDecoderModel` / `GPT2LMHeadModel` do (reference.md §3.2, §2.5).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..hub import resolve_checkpoint
+from . import checkpoint as ckpt
+from .config import EncoderDecoderConfig, ModelConfig, read_config_json, write_json
+from .transformer import KVCache, TransformerStack
+
+log = logging.getLogger("bertgen.model")
+
+Side = "str | Path | ModelConfig | dict[str, Any]"
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (B, T, V)
+    loss: torch.Tensor | None = None  # mean token cross-entropy over labels != -100
+    encoder_hidden_states: torch.Tensor | None = None
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None) -> torch.Tensor:
+    """Decoder inputs from labels: start token first, labels shifted right by one, -100 replaced by pad."""
+    if decoder_start_token_id is None:
+        raise ValueError("decoder_start_token_id is not set: pass it to the model (e.g. the tokenizer's [CLS] or <s> id)")
+    if pad_token_id is None:
+        raise ValueError("pad_token_id is not set: pass it to the model")
+    out = labels.new_empty(labels.shape)
+    out[:, 1:] = labels[:, :-1]
+    out[:, 0] = decoder_start_token_id
+    return out.masked_fill_(out == -100, pad_token_id)
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, label_smoothing=label_smoothing
+    )
+
+
+def _load_side(spec, role: str) -> tuple[ModelConfig, dict[str, torch.Tensor] | None, str | None]:
+    """(config, HF tensors or None for random init, resolved folder) for one side of an encoder-decoder."""
+    if isinstance(spec, (ModelConfig, dict)):
+        return ModelConfig.coerce(spec), None, None
+    folder = resolve_checkpoint(spec, what=f"{role} checkpoint")
+    raw = read_config_json(folder)
+    if raw.get("model_type") == "encoder-decoder":
+        raise ValueError(
+            f"{role} checkpoint {spec} is a whole encoder-decoder model; load it with EncoderDecoder.from_pretrained"
+        )
+    return ModelConfig.from_hf_dict(raw), ckpt.read_weights(folder), str(folder.resolve())
+
+
+def _tie_modules(encoder: TransformerStack, decoder: TransformerStack) -> None:
+    """bertShare / robertaShare: every encoder parameter *is* the decoder's (decoder-only cross-attention aside)."""
+    e, d = encoder.cfg, decoder.cfg
+    same = (e.family, e.hidden_size, e.num_hidden_layers, e.intermediate_size, e.vocab_size, e.max_position_embeddings) == (
+        d.family, d.hidden_size, d.num_hidden_layers, d.intermediate_size, d.vocab_size, d.max_position_embeddings)
+    if not same or e.family == "gpt2":
+        raise ValueError(
+            "tie_encoder_decoder needs encoder and decoder of the same BERT-family architecture and size "
+            f"(got {e.family} {e.num_hidden_layers}x{e.hidden_size} and {d.family} {d.num_hidden_layers}x{d.hidden_size})"
+        )
+    encoder.embed = decoder.embed
+    for eb, db in zip(encoder.layers, decoder.layers):
+        eb.attn, eb.attn_norm, eb.mlp, eb.mlp_norm = db.attn, db.attn_norm, db.mlp, db.mlp_norm
+
+
+class EncoderDecoder(nn.Module):
+    """A Transformer encoder-decoder warm-started from BERT / RoBERTa / GPT-2 / BertGeneration checkpoints."""
+
+    def __init__(self, config: EncoderDecoderConfig):
+        super().__init__()
+        config.encoder = config.encoder.replace(is_decoder=False, add_cross_attention=False)
+        config.decoder = config.decoder.replace(is_decoder=True, add_cross_attention=True)
+        self.config = config
+        enc_d, dec_d = config.encoder.hidden_size, config.decoder.hidden_size
+        self.encoder = TransformerStack(config.encoder)
+        self.decoder = TransformerStack(config.decoder)
+        # transformers adds this projection when the hidden sizes differ (reference.md §3.1)
+        self.enc_to_dec_proj = nn.Linear(enc_d, dec_d) if enc_d != dec_d else None
+        if self.enc_to_dec_proj is not None:
+            self.decoder._init_weights(self.enc_to_dec_proj)
+        self._tie()
+
+    def _tie(self) -> None:
+        c = self.config
+        if c.tie_encoder_decoder:
+            _tie_modules(self.encoder, self.decoder)
+        elif c.share_embeddings:
+            e, d = c.encoder, c.decoder
+            if (e.vocab_size, e.hidden_size) != (d.vocab_size, d.hidden_size):
+                raise ValueError(
+                    f"share_embeddings needs the same vocabulary and hidden size on both sides (encoder "
+                    f"{e.vocab_size}x{e.hidden_size}, decoder {d.vocab_size}x{d.hidden_size})"
+                )
+            self.encoder.embed.word = self.decoder.embed.word
+        if c.decoder_start_token_id is not None and c.decoder_start_token_id == c.pad_token_id:
+            log.warning(
+                "decoder_start_token_id == pad_token_id (%s): the default decoder mask hides position 0; bertgen lets "
+                "it attend to itself only (never to the future), but a distinct start token is the safer choice",
+                c.pad_token_id,
+            )
+
+    # --- construction ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_encoder_decoder_pretrained(
+        cls,
+        encoder: Side,
+        decoder: Side,
+        *,
+        tie_encoder_decoder: bool = False,
+        share_embeddings: bool | None = None,
+        decoder_start_token_id: int | None = None,
+        pad_token_id: int | None = None,
+        eos_token_id: int | None = None,
+        encoder_overrides: dict[str, Any] | None = None,
+        decoder_overrides: dict[str, Any] | None = None,
+    ) -> "EncoderDecoder":
+        """Build a paper variant from two checkpoints (folder or hub id) or configs (random init).
+
+        - ``tie_encoder_decoder``: bertShare / robertaShare (one set of weights; the decoder's cross-attention extra).
+        - ``share_embeddings``: one word-embedding matrix for both sides. ``None`` = the paper's choice: shared when
+          the vocabularies match and the sides come from the same checkpoint or one side is random (Table 1: one
+          matrix for rnd2rnd, bert2rnd, rnd2bert, bert2bert, rnd2gpt; two for bert2gpt and roberta2gpt).
+        - Cross-attention (and any head part the checkpoint lacks) is always newly initialised; the log says which.
+        - ``*_overrides``: config fields to change (e.g. dropout, ``max_position_embeddings`` for random sides).
+        """
+        enc_cfg, enc_sd, enc_src = _load_side(encoder, "encoder")
+        dec_cfg, dec_sd, dec_src = _load_side(decoder, "decoder")
+        enc_cfg = enc_cfg.replace(**(encoder_overrides or {}))
+        dec_cfg = dec_cfg.replace(**(decoder_overrides or {}))
+        if share_embeddings is None:
+            same_vocab = (enc_cfg.vocab_size, enc_cfg.hidden_size) == (dec_cfg.vocab_size, dec_cfg.hidden_size)
+            share_embeddings = same_vocab and (enc_src is None or dec_src is None or enc_src == dec_src)
+        config = EncoderDecoderConfig(
+            encoder=enc_cfg,
+            decoder=dec_cfg,
+            decoder_start_token_id=decoder_start_token_id if decoder_start_token_id is not None else dec_cfg.bos_token_id,
+            pad_token_id=pad_token_id if pad_token_id is not None else dec_cfg.pad_token_id,
+            eos_token_id=eos_token_id if eos_token_id is not None else dec_cfg.eos_token_id,
+            tie_encoder_decoder=tie_encoder_decoder,
+            share_embeddings=bool(share_embeddings) and not tie_encoder_decoder,
+        )
+        model = cls(config)
+        # With shared embeddings the one matrix is loaded by whichever side has a checkpoint (bert2rnd: the encoder's).
+        reports = []
+        if enc_sd is not None:
+            body = ckpt.detect_body_prefix(enc_cfg, enc_sd, ("", ckpt.DECODER_BODY_PREFIX[enc_cfg.family]))
+            reports.append(("encoder", ckpt.load_stack(model.encoder, enc_sd, body, with_head=False)))
+        if dec_sd is not None:
+            body = ckpt.detect_body_prefix(dec_cfg, dec_sd, (ckpt.DECODER_BODY_PREFIX[dec_cfg.family], ""))
+            reports.append(("decoder", ckpt.load_stack(model.decoder, dec_sd, body, with_head=True)))
+        for role, rep in reports:
+            rep.log(f"{role} from {encoder if role == 'encoder' else decoder}")
+        return model
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | Path, **config_overrides) -> "EncoderDecoder":
+        """Load an `EncoderDecoderModel` folder (transformers' or ours) or hub id; ``config_overrides`` apply to the
+        top-level config (e.g. ``decoder_start_token_id``)."""
+        folder = resolve_checkpoint(path_or_id, what="encoder-decoder checkpoint")
+        config = EncoderDecoderConfig.from_hf_dict(read_config_json(folder))
+        for k, v in config_overrides.items():
+            if not hasattr(config, k):
+                raise AttributeError(f"EncoderDecoderConfig has no field {k!r}")
+            setattr(config, k, v)
+        model = cls(config)
+        sd = ckpt.read_weights(folder)
+        model._load_hf_state(sd).log(f"EncoderDecoder from {path_or_id}")
+        return model
+
+    def _load_hf_state(self, sd: dict[str, torch.Tensor]) -> ckpt.LoadReport:
+        enc_sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
+        dec_sd = {k[len("decoder."):]: v for k, v in sd.items() if k.startswith("decoder.")}
+        rest = {k: v for k, v in sd.items() if not k.startswith(("encoder.", "decoder."))}
+        dec_body = ckpt.DECODER_BODY_PREFIX[self.config.decoder.family]
+        enc_rep = ckpt.load_stack(self.encoder, enc_sd, "", with_head=False)
+        dec_rep = ckpt.load_stack(self.decoder, dec_sd, dec_body, with_head=True)  # decoder wins for tied weights
+        # A tied/shared encoder parameter is not missing when the decoder's copy was loaded (transformers saves
+        # only the decoder copy of tied weights).
+        dec_params = dict(self.decoder.named_parameters(remove_duplicate=False))
+        dec_loaded = {id(dec_params[k]) for k in dec_params if k not in dec_rep.missing}
+        enc_params = dict(self.encoder.named_parameters(remove_duplicate=False))
+        enc_rep.missing = [k for k in enc_rep.missing if id(enc_params[k]) not in dec_loaded]
+        enc_rep.unexpected = [k for k in enc_rep.unexpected if not k.startswith("pooler.")]
+        report = ckpt.LoadReport()
+        report.extend(enc_rep, "encoder.")
+        report.extend(dec_rep, "decoder.")
+        if self.enc_to_dec_proj is not None:
+            for name in ("weight", "bias"):
+                key = f"enc_to_dec_proj.{name}"
+                if key in rest:
+                    with torch.no_grad():
+                        getattr(self.enc_to_dec_proj, name).copy_(rest.pop(key))
+                else:
+                    report.missing.append(key)
+        report.unexpected += list(rest)
+        return report
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """This model's weights under transformers' `EncoderDecoderModel` names."""
+        dec_body = ckpt.DECODER_BODY_PREFIX[self.config.decoder.family]
+        enc = ckpt.export_stack(self.encoder, "", with_head=False, add_pooler=True)
+        if self.config.tie_encoder_decoder:  # transformers re-ties the encoder to the decoder on load
+            enc = {k: v for k, v in enc.items() if k.startswith("pooler.")}
+        out = {"encoder." + k: v for k, v in enc.items()}
+        out.update({"decoder." + k: v for k, v in ckpt.export_stack(self.decoder, dec_body, with_head=True).items()})
+        if self.enc_to_dec_proj is not None:
+            out["enc_to_dec_proj.weight"] = self.enc_to_dec_proj.weight.detach().clone()
+            out["enc_to_dec_proj.bias"] = self.enc_to_dec_proj.bias.detach().clone()
+        return out
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json + model.safetensors in transformers' `EncoderDecoderModel` layout."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        cfg = self.config.to_hf_dict()
+        cfg["architectures"] = ["EncoderDecoderModel"]
+        write_json(directory / "config.json", cfg)
+        ckpt.write_weights(directory, self.hf_state_dict())
+
+    # --- forward -----------------------------------------------------------------------------------------------
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.encoder(input_ids, attention_mask)
+        return self.enc_to_dec_proj(h) if self.enc_to_dec_proj is not None else h
+
+    def decode(
+        self,
+        decoder_input_ids: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Decoder logits (B, T, V). With a ``cache`` only the new tokens are passed; ``memory`` may have fewer rows
+        than ``decoder_input_ids`` when several hypotheses share a source (rows grouped by source)."""
+        h = self.decoder(decoder_input_ids, decoder_attention_mask, memory, memory_mask, position_ids=position_ids, cache=cache)
+        return self.decoder.logits(h)
+
+    def shift_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        *,
+        encoder_hidden_states: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+    ) -> ModelOutput:
+        if encoder_hidden_states is None:
+            if input_ids is None:
+                raise ValueError("pass input_ids or encoder_hidden_states")
+            encoder_hidden_states = self.encode(input_ids, attention_mask)
+        if labels is not None:
+            if decoder_input_ids is None:
+                decoder_input_ids = self.shift_labels(labels)  # shifted here, once; never pass shifted labels
+                if decoder_attention_mask is None:
+                    decoder_attention_mask = (decoder_input_ids != self.config.pad_token_id).long()
+            elif decoder_input_ids is labels or (
+                decoder_input_ids.shape == labels.shape and torch.equal(decoder_input_ids, labels)
+            ):
+                warnings.warn(
+                    "decoder_input_ids equal labels: every position is scored against its own input token, which "
+                    "trains a copy model. Pass labels alone; the model shifts them right itself.",
+                    stacklevel=2,
+                )
+        elif decoder_input_ids is None:
+            raise ValueError("pass decoder_input_ids or labels")
+        logits = self.decode(decoder_input_ids, encoder_hidden_states, attention_mask, decoder_attention_mask)
+        loss = lm_loss(logits, labels, label_smoothing) if labels is not None else None
+        return ModelOutput(logits=logits, loss=loss, encoder_hidden_states=encoder_hidden_states)
+
+
+class DecoderOnlyLM(nn.Module):
+    """The paper's `gpt`: a GPT-2 (or any family) causal LM reading the source as a prefix; loss only on the target."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config.replace(is_decoder=True, add_cross_attention=False)
+        self.decoder = TransformerStack(self.config)
+
+    @classmethod
+    def from_config(cls, config: ModelConfig | dict[str, Any]) -> "DecoderOnlyLM":
+        return cls(ModelConfig.coerce(config))
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | Path, **overrides) -> "DecoderOnlyLM":
+        folder = resolve_checkpoint(path_or_id, what="decoder checkpoint")
+        cfg = ModelConfig.from_hf_dict(read_config_json(folder)).replace(**overrides)
+        model = cls(cfg)
+        sd = ckpt.read_weights(folder)
+        body = ckpt.detect_body_prefix(cfg, sd, (ckpt.DECODER_BODY_PREFIX[cfg.family], ""))
+        ckpt.load_stack(model.decoder, sd, body, with_head=True).log(f"DecoderOnlyLM from {path_or_id}")
+        return model
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        return ckpt.export_stack(self.decoder, ckpt.DECODER_BODY_PREFIX[self.config.family], with_head=True)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """config.json + model.safetensors in the causal-LM layout (`GPT2LMHeadModel` for gpt2)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arch = {"gpt2": "GPT2LMHeadModel", "bert": "BertLMHeadModel", "roberta": "RobertaForCausalLM",
+                "bert-generation": "BertGenerationDecoder"}[self.config.family]
+        cfg = self.config.to_hf_dict()
+        cfg["architectures"] = [arch]
+        write_json(directory / "config.json", cfg)
+        ckpt.write_weights(directory, self.hf_state_dict())
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        *,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        label_smoothing: float = 0.0,
+    ) -> ModelOutput:
+        """Logits (B, T, V); with ``labels`` (same length as ``input_ids``, -100 = no loss) the next-token loss."""
+        h = self.decoder(input_ids, attention_mask, position_ids=position_ids, cache=cache)
+        logits = self.decoder.logits(h)
+        loss = None
+        if labels is not None:
+            loss = lm_loss(logits[:, :-1], labels[:, 1:], label_smoothing)
+        return ModelOutput(logits=logits, loss=loss)
+
+    @staticmethod
+    def prefix_lm_batch(
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        pad_token_id: int,
+        sep_token_id: int | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Join each source (right-padded, ``attention_mask``) and target (``labels``, -100-padded) into one
+        right-padded sequence ``source [sep] target``; labels cover only the target tokens."""
+        B, S = input_ids.shape
+        src_len = attention_mask.long().sum(1)
+        if sep_token_id is not None:
+            input_ids = torch.cat([input_ids, input_ids.new_full((B, 1), pad_token_id)], dim=1)
+            input_ids.scatter_(1, src_len[:, None], sep_token_id)
+            src_len = src_len + 1
+            S += 1
+        tgt_len = (labels != -100).long().sum(1)
+        L = int((src_len + tgt_len).max())
+        pos = torch.arange(L, device=input_ids.device)[None, :]
+        in_src = pos < src_len[:, None]
+        in_tgt = (~in_src) & (pos < (src_len + tgt_len)[:, None])
+        src_tok = input_ids.gather(1, pos.clamp(max=S - 1).expand(B, L))
+        tgt_idx = (pos - src_len[:, None]).clamp(0, labels.shape[1] - 1)
+        tgt_tok = labels.gather(1, tgt_idx)
+        ids = torch.where(in_src, src_tok, torch.where(in_tgt, tgt_tok, torch.full_like(src_tok, pad_token_id)))
+        return {
+            "input_ids": ids,
+            "attention_mask": (in_src | in_tgt).long(),
+            "labels": torch.where(in_tgt, tgt_tok, torch.full_like(tgt_tok, -100)),
+        }
+
+
+def load_model(path_or_id: str | Path) -> EncoderDecoder | DecoderOnlyLM:
+    """Load whatever a folder holds: an encoder-decoder, or a causal LM (the `gpt` variant)."""
+    folder = resolve_checkpoint(path_or_id)
+    if read_config_json(folder).get("model_type") == "encoder-decoder":
+        return EncoderDecoder.from_pretrained(folder)
+    return DecoderOnlyLM.from_pretrained(folder)
