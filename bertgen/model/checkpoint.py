@@ -158,7 +158,7 @@ class LoadReport:
             log.info("%s: all weights loaded", what)
 
 
-def _summarise(keys: list[str], limit: int = 12) -> str:
+def _summarise(keys: list[str], limit: int = 24) -> str:
     """Collapse layer indices so a report stays one readable line."""
     import re
 

@@ -203,7 +203,7 @@ class ModelConfig:
 
     @classmethod
     def from_json_file(cls, path: str | Path) -> "ModelConfig":
-        return cls.from_hf_dict(_read_json(path))
+        return cls.from_hf_dict(read_json(path))
 
     @classmethod
     def coerce(cls, cfg: "ModelConfig | dict[str, Any]") -> "ModelConfig":
@@ -277,7 +277,7 @@ class EncoderDecoderConfig:
         return out
 
 
-def _read_json(path: str | Path) -> dict[str, Any]:
+def read_json(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
@@ -289,7 +289,7 @@ def _read_json(path: str | Path) -> dict[str, Any]:
 
 
 def read_config_json(folder: str | Path) -> dict[str, Any]:
-    return _read_json(Path(folder) / "config.json")
+    return read_json(Path(folder) / "config.json")
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:

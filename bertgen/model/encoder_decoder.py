@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..hub import resolve_checkpoint
 from . import checkpoint as ckpt
-from .config import EncoderDecoderConfig, ModelConfig, read_config_json, write_json
+from .config import EncoderDecoderConfig, ModelConfig, read_config_json, read_json, write_json
 from .transformer import KVCache, TransformerStack
 
 log = logging.getLogger("bertgen.model")
@@ -92,6 +92,7 @@ class EncoderDecoder(nn.Module):
         self.decoder = TransformerStack(config.decoder)
         # transformers adds this projection when the hidden sizes differ (reference.md §3.1)
         self.enc_to_dec_proj = nn.Linear(enc_d, dec_d) if enc_d != dec_d else None
+        self.generation_config: dict[str, Any] = {}  # decoding defaults of a loaded checkpoint
         if self.enc_to_dec_proj is not None:
             self.decoder._init_weights(self.enc_to_dec_proj)
         self._tie()
@@ -181,6 +182,7 @@ class EncoderDecoder(nn.Module):
         model = cls(config)
         sd = ckpt.read_weights(folder)
         model._load_hf_state(sd).log(f"EncoderDecoder from {path_or_id}")
+        model.generation_config = read_generation_config(folder, config.extra)
         return model
 
     def _load_hf_state(self, sd: dict[str, torch.Tensor]) -> ckpt.LoadReport:
@@ -253,6 +255,12 @@ class EncoderDecoder(nn.Module):
         h = self.decoder(decoder_input_ids, decoder_attention_mask, memory, memory_mask, position_ids=position_ids, cache=cache)
         return self.decoder.logits(h)
 
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """Greedy / beam search; see `bertgen.model.generation.generate`."""
+        from .generation import generate
+
+        return generate(self, input_ids, attention_mask, **kwargs)
+
     def shift_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
@@ -298,6 +306,7 @@ class DecoderOnlyLM(nn.Module):
         super().__init__()
         self.config = config.replace(is_decoder=True, add_cross_attention=False)
         self.decoder = TransformerStack(self.config)
+        self.generation_config: dict[str, Any] = {}
 
     @classmethod
     def from_config(cls, config: ModelConfig | dict[str, Any]) -> "DecoderOnlyLM":
@@ -311,6 +320,7 @@ class DecoderOnlyLM(nn.Module):
         sd = ckpt.read_weights(folder)
         body = ckpt.detect_body_prefix(cfg, sd, (ckpt.DECODER_BODY_PREFIX[cfg.family], ""))
         ckpt.load_stack(model.decoder, sd, body, with_head=True).log(f"DecoderOnlyLM from {path_or_id}")
+        model.generation_config = read_generation_config(folder, cfg.extra)
         return model
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
@@ -345,6 +355,13 @@ class DecoderOnlyLM(nn.Module):
             loss = lm_loss(logits[:, :-1], labels[:, 1:], label_smoothing)
         return ModelOutput(logits=logits, loss=loss)
 
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """Continue each (left- or right-padded) source prefix; returns only the generated part. See
+        `bertgen.model.generation.generate`."""
+        from .generation import generate
+
+        return generate(self, input_ids, attention_mask, **kwargs)
+
     @staticmethod
     def prefix_lm_batch(
         input_ids: torch.Tensor,
@@ -376,6 +393,20 @@ class DecoderOnlyLM(nn.Module):
             "attention_mask": (in_src | in_tgt).long(),
             "labels": torch.where(in_tgt, tgt_tok, torch.full_like(tgt_tok, -100)),
         }
+
+
+GENERATION_KEYS = (
+    "max_length", "max_new_tokens", "min_length", "num_beams", "length_penalty", "early_stopping",
+    "no_repeat_ngram_size", "decoder_start_token_id", "bos_token_id", "eos_token_id", "pad_token_id",
+)
+
+
+def read_generation_config(folder: Path, config_extra: dict[str, Any]) -> dict[str, Any]:
+    """Decoding defaults of a checkpoint: ``generation_config.json`` if present, else the legacy fields that
+    older checkpoints carry in config.json."""
+    path = Path(folder) / "generation_config.json"
+    src = read_json(path) if path.is_file() else config_extra
+    return {k: src[k] for k in GENERATION_KEYS if src.get(k) is not None}
 
 
 def load_model(path_or_id: str | Path) -> EncoderDecoder | DecoderOnlyLM:

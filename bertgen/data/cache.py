@@ -1,0 +1,265 @@
+"""Tokenise a split once and keep it on disk as flat numpy arrays (memory-mapped on load).
+
+Layout of one cached split (a folder named by the cache key):
+  ``{source,target}_ids.bin``  int32 token ids of all examples back to back
+  ``{source,target}_offsets.npy`` int64, n+1 offsets into the ids (example i = ids[off[i]:off[i+1]])
+  ``{source,target}_text.bin`` / ``..._text_offsets.npy``  the raw UTF-8 strings, for evaluation
+  ``meta.json``  counts (examples, truncations, dropped rows) and the key's inputs, for humans
+
+Why not a Python list or an Arrow table: DiscoFuse train has 4.5M rows; flat int32 arrays are ~4x smaller than
+Arrow list<int64>, load instantly with ``np.memmap``, and are shared copy-on-write by DataLoader workers.
+The key hashes the input files' bytes, the tokenizers' saved files and every option that changes the ids, so a
+second run with the same inputs never tokenises again, and any change (a new tokenizer, another max length) does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+FIELDS = ("source", "target")
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Everything that turns strings into ids (besides the tokenizers themselves)."""
+
+    max_source_length: int
+    max_target_length: int
+    add_source_bos: bool
+    add_source_eos: bool
+    add_target_eos: bool
+    source_replacements: tuple[tuple[str, str], ...] = ()
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("BERTGEN_DATA_CACHE", Path.home() / ".cache" / "bertgen" / "data"))
+
+
+def hash_files(paths: Iterable[Path]) -> str:
+    """Content hash (blake2b) of files, in the given order; a folder hashes its files in sorted order."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in paths:
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        for f in files:
+            h.update(str(f.name).encode() + b"\0")
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def tokenizer_fingerprint(tok: Any) -> str:
+    """Hash of the files ``tok.save`` writes (vocab, model, special tokens) plus its class name."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{type(tok).__module__}.{type(tok).__qualname__}".encode())
+    with tempfile.TemporaryDirectory() as d:
+        tok.save(d)
+        h.update(hash_files([Path(d)]).encode())
+    return h.hexdigest()
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    blob = json.dumps({"version": CACHE_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=12).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Encoding. Module globals so forked worker processes inherit the tokenizers without pickling them.
+_WORKER: dict[str, Any] = {}
+
+
+# BERT-style WordPiece tokenizers have no bos/eos: they use [CLS]/[SEP] in those roles (the HF warm-starting blog
+# sets decoder_start_token_id=cls and eos_token_id=sep, docs/anchors.md §3).
+_FALLBACK = {"bos_token_id": "cls_token_id", "eos_token_id": "sep_token_id"}
+
+
+def special_id(tok: Any, attr: str, what: str) -> int:
+    """The tokenizer's ``attr`` (bos/eos) id, else its BERT-style stand-in ([CLS]/[SEP]); raise if neither exists."""
+    for name in (attr, _FALLBACK.get(attr)):
+        value = getattr(tok, name, None) if name else None
+        if value is not None:
+            return int(value)
+    raise ValueError(f"{what} needs the tokenizer's {attr.removesuffix('_id')} (or {_FALLBACK[attr].removesuffix('_id')}), "
+                     f"but {type(tok).__name__} has neither; set {what}=false or use a tokenizer that defines it")
+
+
+def _encode_chunk(pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Encode (source, target) pairs; returns flat ids + lengths per side and the two truncation counts."""
+    src_tok, tgt_tok, opt = _WORKER["src_tok"], _WORKER["tgt_tok"], _WORKER["options"]
+    sources = [p[0] for p in pairs]
+    for old, new in opt.source_replacements:
+        sources = [s.replace(old, new) for s in sources]
+    src_prefix = [_WORKER["bos"]] if opt.add_source_bos else []
+    src_suffix = [_WORKER["src_eos"]] if opt.add_source_eos else []
+    tgt_suffix = [_WORKER["tgt_eos"]] if opt.add_target_eos else []
+    src, n_src_trunc = _fit(src_tok.batch_encode(sources, add_special_tokens=False), opt.max_source_length, src_prefix, src_suffix)
+    tgt, n_tgt_trunc = _fit(tgt_tok.batch_encode([p[1] for p in pairs], add_special_tokens=False), opt.max_target_length, [], tgt_suffix)
+    return (*_flatten(src), *_flatten(tgt), n_src_trunc, n_tgt_trunc)
+
+
+def _fit(seqs: list[list[int]], max_len: int, prefix: list[int], suffix: list[int]) -> tuple[list[list[int]], int]:
+    """Truncate the body so that prefix + body + suffix fits ``max_len`` (specials are never cut off)."""
+    room = max_len - len(prefix) - len(suffix)
+    if room < 1:
+        raise ValueError(f"max length {max_len} leaves no room for text after {len(prefix) + len(suffix)} special tokens")
+    truncated = 0
+    out = []
+    for ids in seqs:
+        if len(ids) > room:
+            truncated += 1
+            ids = ids[:room]
+        out.append(prefix + list(ids) + suffix)
+    return out, truncated
+
+
+def _flatten(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+    flat = np.fromiter(chain.from_iterable(seqs), dtype=np.int32, count=int(lengths.sum()))
+    return flat, lengths
+
+
+class _Column:
+    """Appends variable-length rows to ``<name>.bin`` and remembers their lengths for ``<name>_offsets.npy``."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder, self.name = folder, name
+        self.fh = open(folder / f"{name}.bin", "wb")
+        self.lengths: list[np.ndarray] = []
+
+    def append(self, flat: np.ndarray, lengths: np.ndarray) -> None:
+        self.fh.write(flat.tobytes())
+        self.lengths.append(lengths)
+
+    def close(self) -> None:
+        self.fh.close()
+        lengths = np.concatenate(self.lengths) if self.lengths else np.zeros(0, np.int64)
+        np.save(self.folder / f"{self.name}_offsets.npy", np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64))
+
+
+def _text_column(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    encoded = [t.encode("utf-8") for t in texts]
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), np.fromiter(map(len, encoded), np.int64, len(encoded))
+
+
+def build_split(
+    examples: Iterator[tuple[str, str, str]],
+    folder: Path,
+    src_tok: Any,
+    tgt_tok: Any,
+    options: EncodeOptions,
+    *,
+    num_proc: int = 1,
+    chunk_size: int = 2000,
+    meta: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Tokenise ``examples`` ((where, source, target) triples) into ``folder`` (written atomically).
+
+    Examples are read lazily and encoded in chunks; with ``num_proc > 1`` chunks go to forked worker processes
+    (at most ``2 * num_proc`` chunks in flight, so memory stays bounded whatever the file size). ``meta`` is called
+    once all examples are read (so it can report counts gathered while reading) and stored in ``meta.json``.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    _WORKER.update(
+        src_tok=src_tok, tgt_tok=tgt_tok, options=options,
+        bos=special_id(src_tok, "bos_token_id", "add_source_bos") if options.add_source_bos else None,
+        src_eos=special_id(src_tok, "eos_token_id", "add_source_eos") if options.add_source_eos else None,
+        tgt_eos=special_id(tgt_tok, "eos_token_id", "add_target_eos") if options.add_target_eos else None,
+    )
+    cols = {n: _Column(tmp, n) for n in ("source_ids", "target_ids", "source_text", "target_text")}
+    n = n_src_trunc = n_tgt_trunc = 0
+    start = time.perf_counter()
+    pool = mp.get_context("fork").Pool(num_proc) if num_proc > 1 else None
+    try:
+        chunks = _chunks(((s, t) for _, s, t in examples), chunk_size)
+        for window in _windows(chunks, 2 * num_proc if pool else 1):
+            results = pool.map(_encode_chunk, window) if pool else [_encode_chunk(window[0])]
+            for pairs, (s_ids, s_len, t_ids, t_len, ns, nt) in zip(window, results):
+                cols["source_ids"].append(s_ids, s_len)
+                cols["target_ids"].append(t_ids, t_len)
+                cols["source_text"].append(*_text_column([p[0] for p in pairs]))
+                cols["target_text"].append(*_text_column([p[1] for p in pairs]))
+                n, n_src_trunc, n_tgt_trunc = n + len(pairs), n_src_trunc + ns, n_tgt_trunc + nt
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+        for c in cols.values():
+            c.fh.close()
+        _WORKER.clear()
+    for c in cols.values():
+        c.close()
+    seconds = time.perf_counter() - start
+    meta = {**(meta() if meta else {}), "examples": n, "truncated_source": n_src_trunc, "truncated_target": n_tgt_trunc,
+            "encode_options": asdict(options), "seconds": round(seconds, 3), "num_proc": num_proc}
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    try:
+        os.replace(tmp, folder)  # atomic; if another process finished first, keep theirs
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (folder / "meta.json").is_file():
+            raise
+    log.info("tokenised %d examples into %s in %.1fs (%.0f ex/s, num_proc=%d)", n, folder, seconds, n / max(seconds, 1e-9), num_proc)
+    return meta
+
+
+def _chunks(it: Iterator, size: int) -> Iterator[list]:
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _windows(it: Iterator[list], size: int) -> Iterator[list[list]]:
+    while window := list(islice(it, size)):
+        yield window
+
+
+class TokenizedSplit:
+    """A cached split, memory-mapped: token ids and raw strings by example index."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.meta: dict[str, Any] = json.loads((self.folder / "meta.json").read_text())
+        self._ids = {f: self._load(f"{f}_ids", np.int32) for f in FIELDS}
+        self._text = {f: self._load(f"{f}_text", np.uint8) for f in FIELDS}
+        self.source_lengths = np.diff(self._ids["source"][1]).astype(np.int32)
+        self.target_lengths = np.diff(self._ids["target"][1]).astype(np.int32)
+
+    def _load(self, name: str, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+        offsets = np.load(self.folder / f"{name}_offsets.npy")
+        path = self.folder / f"{name}.bin"
+        data = np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
+        return data, offsets
+
+    @staticmethod
+    def exists(folder: Path) -> bool:
+        return (Path(folder) / "meta.json").is_file()
+
+    def __len__(self) -> int:
+        return len(self.source_lengths)
+
+    def ids(self, field: str, i: int) -> np.ndarray:
+        data, off = self._ids[field]
+        return data[off[i]: off[i + 1]]
+
+    def text(self, field: str, i: int) -> str:
+        data, off = self._text[field]
+        return bytes(data[off[i]: off[i + 1]]).decode("utf-8")

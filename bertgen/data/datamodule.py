@@ -1,0 +1,411 @@
+"""LightningDataModules: one per task, sharing the reading -> tokenising/caching -> bucketed batching machinery.
+
+Usage::
+
+    dm = WikiSplitDataModule(tokenizer="path/to/tokenizer", data_dir="data/wikisplit", max_tokens=8192)
+    dm.prepare_data(); dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))      # input_ids, attention_mask, labels, decoder_attention_mask, index
+    dm.target_text("validation", int(batch["index"][0]))   # the raw reference, for metrics
+
+Where the data comes from, in order: ``data_files={split: path}`` (explicit files), ``data_dir`` (the layouts the task
+class documents), else the Hugging Face hub through ``datasets``. Offline without a local copy, setup fails at
+once with one ``DatasetUnavailableError`` naming the dataset and the accepted layouts.
+
+Under DDP pass ``Trainer(use_distributed_sampler=False)``: the batch sampler shards by itself (every rank gets the
+same number of batches, disjoint samples, nothing repeated). Resuming mid-epoch works through the DataModule's
+``state_dict`` (saved in Lightning checkpoints): the DataModule counts the training batches the loop actually
+consumed (``on_before_batch_transfer``), so a resumed run sees exactly the batches it had not seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from bertgen.data.cache import (EncodeOptions, TokenizedSplit, build_split, cache_key, default_cache_dir, hash_files,
+                                tokenizer_fingerprint)
+from bertgen.data.collate import Seq2SeqCollator, Seq2SeqDataset
+from bertgen.data.errors import DatasetUnavailableError, InvalidRows
+from bertgen.data.sampler import LengthBucketBatchSampler
+from bertgen.data.tasks import (SPLITS, CNNDailyMailTask, DiscoFuseTask, FileEntry, FilesTask, GigawordTask,
+                                SummaryFiles, Task, WikiSplitTask, WMT14DeEnTask, WMT14EnDeTask, XSumTask)
+
+log = logging.getLogger(__name__)
+
+STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",), "predict": ("test",)}
+
+
+def _as_entry(value: Any) -> FileEntry:
+    """A ``data_files`` value: a path, a ``{source: , target: }`` mapping or a 2-sequence of line-aligned files."""
+    if isinstance(value, Mapping):
+        return Path(value["source"]), Path(value["target"])
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        if len(value) != 2:
+            raise ValueError(f"a data_files entry is a path or a (source, target) pair of paths, got {list(value)}")
+        return Path(value[0]), Path(value[1])
+    return Path(value)
+
+
+def _entry_paths(entry: FileEntry) -> list[Path]:
+    if isinstance(entry, SummaryFiles):
+        return [entry.path / f"{i}.summary" for i in entry.ids] if entry.ids is not None else [entry.path]
+    return list(entry) if isinstance(entry, tuple) else [entry]
+
+
+class Seq2SeqDataModule(L.LightningDataModule):
+    """Shared machinery; subclasses only pick the task (``task_cls``).
+
+    Args:
+      tokenizer: a tokenizer object (``bertgen.tokenization`` interface) or a folder / hub id for ``load_tokenizer``.
+      target_tokenizer: for the targets when it differs (e.g. bert2gpt); defaults to ``tokenizer``.
+      data_dir / data_files: local data (see the module docstring and the task class for layouts).
+      task_options: overrides of the task's fields (max lengths, input conventions, ...), see ``tasks.py``.
+      cache_dir: where tokenised splits are kept (default ``$BERTGEN_DATA_CACHE`` or ``~/.cache/bertgen/data``).
+      max_tokens / batch_size: training batch limits (padded tokens of the longer side / examples); either or both.
+      eval_max_tokens / eval_batch_size: the same for validation/test (default: the training values).
+      pad_to_multiple_of: round padded lengths up (8 suits tensor cores).
+      train_fraction / fraction_seed: train on a reproducible random subset (DiscoFuse 10% / 1% in the paper §4);
+        for one seed the smaller subset is contained in the larger one.
+      seed: batch order seed (also combined with the epoch).
+      skip_invalid: drop malformed rows and count them instead of raising.
+      num_proc: tokenisation processes; num_workers: DataLoader workers.
+    """
+
+    task_cls: ClassVar[type[Task]]
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        target_tokenizer: Any = None,
+        data_dir: str | os.PathLike | None = None,
+        data_files: Mapping[str, Any] | None = None,
+        task_options: Mapping[str, Any] | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        max_tokens: int | None = None,
+        batch_size: int | None = None,
+        eval_max_tokens: int | None = None,
+        eval_batch_size: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        train_fraction: float = 1.0,
+        fraction_seed: int = 0,
+        seed: int = 0,
+        skip_invalid: bool = False,
+        num_proc: int = 1,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if max_tokens is None and batch_size is None:
+            raise ValueError("set max_tokens (token budget per batch), batch_size, or both")
+        if not 0.0 < train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+        self.task = self.task_cls(**dict(task_options or {}))
+        self._tokenizer_arg, self._target_tokenizer_arg = tokenizer, target_tokenizer
+        self._tokenizers: tuple[Any, Any] | None = None
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.data_files = {str(k): _as_entry(v) for k, v in (data_files or {}).items()}
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.max_tokens, self.batch_size = max_tokens, batch_size
+        self.eval_max_tokens = eval_max_tokens if eval_max_tokens is not None else max_tokens
+        self.eval_batch_size = eval_batch_size if eval_batch_size is not None else batch_size
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.train_fraction, self.fraction_seed, self.seed = train_fraction, fraction_seed, seed
+        self.skip_invalid, self.num_proc, self.num_workers = skip_invalid, num_proc, num_workers
+        self.datasets: dict[str, Seq2SeqDataset] = {}
+        self.data_stats: dict[str, float] = {}
+        self._train_sampler: LengthBucketBatchSampler | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self._progress = {"epoch": 0, "batches_done": 0}  # training batches consumed by the loop
+        self._tok_fingerprints: tuple[str, str] | None = None
+
+    # ---- tokenizers -------------------------------------------------------------------------------------------
+    @property
+    def tokenizers(self) -> tuple[Any, Any]:
+        """(source, target) tokenizers, loaded on first use."""
+        if self._tokenizers is None:
+            src = self._load_tokenizer(self._tokenizer_arg)
+            tgt = src if self._target_tokenizer_arg is None else self._load_tokenizer(self._target_tokenizer_arg)
+            self._tokenizers = (src, tgt)
+        return self._tokenizers
+
+    @staticmethod
+    def _load_tokenizer(value: Any) -> Any:
+        if isinstance(value, (str, os.PathLike)):
+            from bertgen.tokenization import load_tokenizer
+
+            return load_tokenizer(value)
+        return value
+
+    def _fingerprints(self) -> tuple[str, str]:
+        if self._tok_fingerprints is None:
+            src, tgt = self.tokenizers
+            fp = tokenizer_fingerprint(src)
+            self._tok_fingerprints = (fp, fp if tgt is src else tokenizer_fingerprint(tgt))
+        return self._tok_fingerprints
+
+    # ---- sources ----------------------------------------------------------------------------------------------
+    def available_splits(self) -> list[str]:
+        """Splits this data source provides (data_files keys, layouts found in data_dir, or the hub's three)."""
+        if self.data_files:
+            return list(self.data_files)
+        if self.data_dir is not None:
+            found = []
+            for s in self.task.local_layouts or SPLITS:
+                try:
+                    self.task.find_local(self.data_dir, s)
+                    found.append(s)
+                except DatasetUnavailableError:
+                    pass
+            return found
+        return list(SPLITS)
+
+    def _local_entry(self, split: str) -> FileEntry | None:
+        if self.data_files:
+            if split not in self.data_files:
+                raise DatasetUnavailableError(
+                    f"{self.task.name}: data_files has no '{split}' split (it has {sorted(self.data_files)})")
+            entry = self.data_files[split]
+            for p in _entry_paths(entry):
+                if not p.exists():
+                    raise DatasetUnavailableError(f"{self.task.name}: '{split}' file {p} does not exist")
+            return entry
+        if self.data_dir is not None:
+            if not self.data_dir.is_dir():
+                raise DatasetUnavailableError(f"{self.task.name}: data_dir {self.data_dir} is not a folder. {self.task.layout_help()}")
+            return self.task.find_local(self.data_dir, split)
+        return None
+
+    def _hub_dataset(self, split: str) -> Any:
+        task = self.task
+        name = f"'{task.hub_path}'" + (f" (config '{task.hub_config}')" if task.hub_config else "")
+        help_ = (f"Download it where the hub is reachable, or pass data_dir=<folder> with a local copy. "
+                 f"{task.layout_help()}")
+        if not task.hub_path:
+            raise DatasetUnavailableError(f"{task.name}: no hub dataset; pass data_files={{split: path}}")
+        try:
+            import datasets
+
+            return datasets.load_dataset(task.hub_path, task.hub_config, split=split)
+        except Exception as e:  # offline, unknown repo, script datasets unsupported, ...
+            offline = any(os.environ.get(v, "0") not in ("0", "", "false", "False")
+                          for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+            why = "offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set)" if offline else f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            raise DatasetUnavailableError(
+                f"{task.name}: cannot load the '{split}' split of {name} from the Hugging Face hub: {why}. {help_}"
+            ) from None
+
+    # ---- preparing / loading ----------------------------------------------------------------------------------
+    def _encode_options(self) -> EncodeOptions:
+        t = self.task
+        return EncodeOptions(t.max_source_length, t.max_target_length, t.add_source_bos, t.add_source_eos,
+                             t.add_target_eos, tuple(sorted(t.source_replacements.items())))
+
+    def _split_folder_and_reader(self, split: str) -> tuple[Path, Any, dict[str, Any]]:
+        entry = self._local_entry(split)
+        if entry is not None:
+            fingerprint = {"files": [str(p.name) for p in _entry_paths(entry)], "hash": hash_files(_entry_paths(entry))}
+            where = ", ".join(map(str, _entry_paths(entry)))
+
+            def examples(invalid: InvalidRows) -> Iterator[tuple[str, str, str]]:
+                return self.task.read_local(entry, invalid)
+        else:
+            ds = self._hub_dataset(split)
+            fingerprint = {"hub": self.task.hub_path, "config": self.task.hub_config, "split": split,
+                           "fingerprint": getattr(ds, "_fingerprint", None)}
+            where = f"{self.task.hub_path}[{split}]"
+
+            def examples(invalid: InvalidRows) -> Iterator[tuple[str, str, str]]:
+                return self.task.read_hub_rows(iter(ds), where, invalid)
+        src_fp, tgt_fp = self._fingerprints()
+        key = cache_key({"task": self.task.options(), "input": fingerprint, "source_tokenizer": src_fp,
+                         "target_tokenizer": tgt_fp, "encode": self._encode_options().__dict__,
+                         "skip_invalid": self.skip_invalid})
+        return self.cache_dir / self.task.name / key, examples, {"split": split, "input": where, **fingerprint}
+
+    def _ensure_split(self, split: str) -> TokenizedSplit:
+        folder, examples, info = self._split_folder_and_reader(split)
+        if not TokenizedSplit.exists(folder):
+            invalid = InvalidRows(skip=self.skip_invalid)
+            src, tgt = self.tokenizers
+            log.info("%s/%s: tokenising %s into %s", self.task.name, split, info["input"], folder)
+            build_split(examples(invalid), folder, src, tgt, self._encode_options(), num_proc=self.num_proc,
+                        meta=lambda: {**info, "task": self.task.options(), "invalid": dict(invalid.counts),
+                                      "invalid_first_location": invalid.first_location, "invalid_total": invalid.total})
+            if invalid.total:
+                log.warning("%s", invalid.summary(f"{self.task.name}/{split}"))
+        return TokenizedSplit(folder)
+
+    def prepare_data(self) -> None:
+        """Tokenise every available split once (rank 0 only under DDP); later runs find them in the cache."""
+        for split in self.available_splits():
+            self._ensure_split(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = STAGE_SPLITS.get(stage, tuple(self.available_splits())) if stage else tuple(self.available_splits())
+        for split in wanted:
+            if split in self.datasets:
+                continue
+            data = self._ensure_split(split)
+            indices = self._subset(len(data)) if split == "train" and self.train_fraction < 1.0 else None
+            self.datasets[split] = Seq2SeqDataset(data, indices)
+            self._record_stats(split, data, len(self.datasets[split]))
+
+    def _subset(self, n: int) -> np.ndarray:
+        """The first ``round(fraction * n)`` of one seeded permutation: nested subsets across fractions."""
+        k = max(1, round(self.train_fraction * n))
+        return np.sort(np.random.default_rng(self.fraction_seed).permutation(n)[:k])
+
+    def _record_stats(self, split: str, data: TokenizedSplit, used: int) -> None:
+        m = data.meta
+        stats = {"examples": m["examples"], "truncated_source": m["truncated_source"],
+                 "truncated_target": m["truncated_target"], "invalid_rows": m.get("invalid_total", 0)}
+        if used != m["examples"]:
+            stats["examples_used"] = used
+        stats.update({f"invalid/{r}": n for r, n in m.get("invalid", {}).items()})
+        self.data_stats.update({f"data/{split}/{k}": float(v) for k, v in stats.items()})
+        t = self.task
+        log.info("%s/%s: %d examples%s; %d sources truncated to %d tokens, %d targets to %d; %d invalid rows dropped",
+                 t.name, split, m["examples"], f" ({used} used)" if used != m["examples"] else "",
+                 m["truncated_source"], t.max_source_length, m["truncated_target"], t.max_target_length,
+                 stats["invalid_rows"])
+
+    # ---- raw strings ------------------------------------------------------------------------------------------
+    def source_text(self, split: str, index: int) -> str:
+        return self.datasets[split].source(index)
+
+    def target_text(self, split: str, index: int) -> str:
+        return self.datasets[split].target(index)
+
+    # ---- dataloaders ------------------------------------------------------------------------------------------
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        if trainer.world_size > 1 and getattr(trainer._accelerator_connector, "use_distributed_sampler", False):
+            raise ValueError("bertgen's batch sampler shards data across ranks itself: "
+                             "create the Trainer with use_distributed_sampler=False")
+        return trainer.world_size, trainer.global_rank
+
+    def _collator(self) -> Seq2SeqCollator:
+        src = self.tokenizers[0]
+        pad = src.pad_token_id if src.pad_token_id is not None else (src.eos_token_id or 0)  # masked out anyway
+        return Seq2SeqCollator(int(pad), self.pad_to_multiple_of)
+
+    def _sampler(self, split: str, shuffle: bool) -> LengthBucketBatchSampler:
+        if split not in self.datasets:
+            raise RuntimeError(f"split '{split}' is not set up; call setup() with the right stage first")
+        world, rank = self._world()
+        max_tokens, batch_size = (self.max_tokens, self.batch_size) if split == "train" else (self.eval_max_tokens, self.eval_batch_size)
+        return LengthBucketBatchSampler(self.datasets[split].lengths(), max_tokens=max_tokens, batch_size=batch_size,
+                                        shuffle=shuffle, seed=self.seed, num_replicas=world, rank=rank,
+                                        pad_to_multiple_of=self.pad_to_multiple_of)
+
+    def _loader(self, split: str, sampler: LengthBucketBatchSampler) -> DataLoader:
+        return DataLoader(self.datasets[split], batch_sampler=sampler, collate_fn=self._collator(),
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        self._train_sampler = self._sampler("train", shuffle=True)
+        if self._pending_state is not None:
+            self._train_sampler.load_state_dict(self._pending_state)
+            self._progress = {"epoch": self._pending_state["epoch"], "batches_done": self._pending_state["batches_done"]}
+            self._pending_state = None
+        return self._loader("train", self._train_sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", self._sampler("validation", shuffle=False))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self._sampler("test", shuffle=False))
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+    # ---- resumable state --------------------------------------------------------------------------------------
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            if trainer.current_epoch != self._progress["epoch"]:
+                self._progress = {"epoch": trainer.current_epoch, "batches_done": 0}
+            self._progress["batches_done"] += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._train_sampler is None:
+            return {}
+        state = self._train_sampler.state_dict(batches_done=self._progress["batches_done"])
+        state["epoch"] = self._progress["epoch"]
+        return {"train_sampler": state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = state_dict.get("train_sampler")
+        if state is None:
+            return
+        if self._train_sampler is not None:
+            self._train_sampler.load_state_dict(state)
+            self._progress = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
+        else:
+            self._pending_state = dict(state)
+
+    # ---- construction -----------------------------------------------------------------------------------------
+    @staticmethod
+    def from_files(tokenizer: Any, *, data_files: Mapping[str, Any], source_column: str = "source",
+                   target_column: str = "target", file_format: str | None = None,
+                   task_options: Mapping[str, Any] | None = None, **kwargs: Any) -> "FilesDataModule":
+        """A DataModule over the user's own TSV (with header) / CSV / JSONL / Parquet files with named columns."""
+        opts = {"source_column": source_column, "target_column": target_column, "file_format": file_format,
+                **dict(task_options or {})}
+        return FilesDataModule(tokenizer, data_files=data_files, task_options=opts, **kwargs)
+
+
+class DiscoFuseDataModule(Seq2SeqDataModule):
+    __doc__ = DiscoFuseTask.__doc__
+    task_cls = DiscoFuseTask
+
+
+class WikiSplitDataModule(Seq2SeqDataModule):
+    __doc__ = WikiSplitTask.__doc__
+    task_cls = WikiSplitTask
+
+
+class GigawordDataModule(Seq2SeqDataModule):
+    __doc__ = GigawordTask.__doc__
+    task_cls = GigawordTask
+
+
+class CNNDailyMailDataModule(Seq2SeqDataModule):
+    __doc__ = CNNDailyMailTask.__doc__
+    task_cls = CNNDailyMailTask
+
+
+class XSumDataModule(Seq2SeqDataModule):
+    __doc__ = XSumTask.__doc__
+    task_cls = XSumTask
+
+
+class WMT14EnDeDataModule(Seq2SeqDataModule):
+    __doc__ = WMT14EnDeTask.__doc__
+    task_cls = WMT14EnDeTask
+
+
+class WMT14DeEnDataModule(Seq2SeqDataModule):
+    __doc__ = WMT14DeEnTask.__doc__
+    task_cls = WMT14DeEnTask
+
+
+class FilesDataModule(Seq2SeqDataModule):
+    __doc__ = FilesTask.__doc__
+    task_cls = FilesTask
+
+
+DATAMODULES: dict[str, type[Seq2SeqDataModule]] = {
+    m.task_cls.name: m for m in (DiscoFuseDataModule, WikiSplitDataModule, GigawordDataModule, CNNDailyMailDataModule,
+                                 XSumDataModule, WMT14EnDeDataModule, WMT14DeEnDataModule, FilesDataModule)
+}

@@ -1,0 +1,48 @@
+"""Errors raised while reading task data, and the policy for malformed rows."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+log = logging.getLogger(__name__)
+
+
+class DataFormatError(ValueError):
+    """A malformed row: the message names the file (or hub split) and the 1-based line or row number."""
+
+
+class DatasetUnavailableError(FileNotFoundError):
+    """A dataset that can be read neither from a local copy nor from the Hugging Face hub."""
+
+
+class InvalidRows:
+    """Decides what happens to a malformed row: raise (default) or drop it and count why.
+
+    Silently losing training data is the failure mode this guards against: with ``skip=False`` the first bad row
+    stops the run with its location; with ``skip=True`` every dropped row is counted by reason, and the first
+    location of each reason is kept so the summary line points at something the user can open.
+    """
+
+    def __init__(self, skip: bool = False) -> None:
+        self.skip = skip
+        self.counts: Counter[str] = Counter()
+        self.first_location: dict[str, str] = {}
+
+    def report(self, where: str, reason: str, detail: str = "") -> None:
+        """``where`` is ``"file:line"`` (or ``"hub-id[split] row N"``); ``reason`` a short snake_case key."""
+        if not self.skip:
+            msg = f"{where}: {reason.replace('_', ' ')}"
+            raise DataFormatError(f"{msg} ({detail})" if detail else msg + " (pass skip_invalid=True to drop such rows)")
+        self.counts[reason] += 1
+        self.first_location.setdefault(reason, where)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self, what: str) -> str:
+        if not self.total:
+            return f"{what}: no invalid rows"
+        parts = ", ".join(f"{n} {r} (first at {self.first_location[r]})" for r, n in sorted(self.counts.items()))
+        return f"{what}: dropped {self.total} invalid rows: {parts}"
