@@ -467,9 +467,11 @@ class FastTokenizer(Tokenizer):
         tokenizer.no_padding()
         lstrip = _LSTRIP_TOKENS.get(family, set())
         # Registering the specials makes the Rust side split them out of text and skip them on decode; like HF,
-        # a special token missing from the vocabulary is appended to it.
+        # a special token missing from the vocabulary is appended to it. Tokens a tokenizer.json already registers
+        # keep their own flags (e.g. RoBERTa's lstrip <mask>).
+        registered = {t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special}
         tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False, lstrip=t in lstrip)
-                                      for t in self.all_special_tokens])
+                                      for t in self.all_special_tokens if t not in registered])
         self._tok = tokenizer
         self._vocab_size = len(tokenizer.get_vocab(with_added_tokens=True))
         self._max_id = max(tokenizer.get_vocab(with_added_tokens=True).values())

@@ -86,3 +86,20 @@ def padded_batch(vocab: int, lengths: list[int], pad: int, low: int = 4, seed: i
     for i, n in enumerate(lengths):
         mask[i, :n] = 1
     return ids.masked_fill(mask == 0, pad), mask
+
+
+def bias_eos(model, eos_id: int, amount: float) -> None:
+    """Raise the EOS logit of a causal LM / EncoderDecoderModel by ``amount`` in place.
+
+    Random tiny models rarely emit EOS; generation tests bias it (before saving, so bertgen loads the same weights)
+    to exercise finished-hypothesis handling. GPT-2's head has no bias, so its final LayerNorm bias is shifted along
+    the EOS embedding instead (raises the EOS logit by exactly ``amount``, the others by their projection).
+    """
+    lm = model.decoder if isinstance(model, tf.EncoderDecoderModel) else model
+    head = lm.get_output_embeddings()
+    with torch.no_grad():
+        if head.bias is not None:
+            head.bias[eos_id] += amount
+        else:
+            e = head.weight[eos_id]
+            lm.transformer.ln_f.bias += amount * e / e.dot(e)

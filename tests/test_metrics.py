@@ -213,6 +213,20 @@ def test_tensorflow_bleu_is_single_reference_and_keeps_backslash():
     assert bleu_tokenize_v14("in 2019.") == ["in", "2019."]
 
 
+def test_v14_tokenizer_agrees_with_sacrebleu_intl_on_real_text():
+    # sacreBLEU's intl tokenizer implements the same mteval-v14 rules with the `regex` module; the two
+    # differ only on "\\" (see above) and non-decimal digits such as "²" (\\P{N} vs [^\\d])
+    from sacrebleu.tokenizers.tokenizer_intl import TokenizerV14International
+
+    tok = TokenizerV14International()
+    lines = (SHARED / "data" / "wmt14_en_de" / "tgt-test.txt").read_text(encoding="utf-8").splitlines()[:1000]
+    for doc in (SHARED / "data" / "xsum" / "xsum_test_321.jsonl").read_text(encoding="utf-8").splitlines()[:50]:
+        lines += json.loads(doc)["document"].split("\n")
+    lines.append("Pizza 🍕 costs £5, 3.5% more — «really»?")
+    for line in lines:
+        assert " ".join(bleu_tokenize_v14(line)) == tok(line), line
+
+
 def _nltk_corpus_bleu(hyps, refs):
     from nltk.translate.bleu_score import corpus_bleu
 
@@ -359,3 +373,20 @@ def test_task_metrics_uniform_update(task):
 def test_task_metrics_unknown_task():
     with pytest.raises(KeyError, match="known tasks: cnn_dailymail"):
         task_metrics("squad")
+
+
+def test_task_metrics_pickle_forward_and_reset():
+    # Lightning pickles modules for spawn-based strategies and may deepcopy them
+    import copy
+    import pickle
+
+    metrics, headline = task_metrics("wikisplit")
+    metrics.update(["a b c d ."], [["a b c d ."]], ["a b c e ."])
+    clone = pickle.loads(pickle.dumps(metrics))
+    assert {k: float(v) for k, v in clone.compute().items()} == {k: float(v) for k, v in metrics.compute().items()}
+    deep = copy.deepcopy(metrics)
+    batch = deep(["a b c d ."], [["a b c x ."]], ["a b c e ."])  # forward: this batch's scores
+    assert float(batch["exact"]) == 0.0 and float(deep.compute()["exact"]) == 50.0
+    deep.reset()
+    deep.update(["x y z w ."], [["x y z w ."]], ["x y z w ."])
+    assert float(deep.compute()[headline]) == pytest.approx(100.0)

@@ -11,7 +11,6 @@ import socket
 from pathlib import Path
 
 import pytest
-import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
@@ -56,6 +55,10 @@ def _scores(rank_slice: slice | None) -> dict[str, float]:
     rouge = ROUGE()
     rouge.update(c["rouge_preds"][sl], c["rouge_targets"][sl])
     out.update({f"rouge/{k}": float(v) for k, v in rouge.compute().items()})
+    # control: without syncing, a rank only sees its half (proves the comparison below can fail)
+    unsynced = SARI("lasertagger", sync_on_compute=False)
+    unsynced.update(c["preds"][sl], c["targets"][sl], c["sources"][sl])
+    out["control_unsynced_sari"] = float(unsynced.compute()["sari"])
     return out
 
 
@@ -86,7 +89,9 @@ def test_metrics_two_ranks_equal_one(tmp_path):
     for rank in range(2):
         ranked = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert ranked.keys() == single.keys()
+        assert ranked.pop("control_unsynced_sari") != pytest.approx(single["control_unsynced_sari"], abs=1e-3)
         for key, value in single.items():
-            assert ranked[key] == pytest.approx(value, abs=1e-9), (rank, key)
+            if key != "control_unsynced_sari":
+                assert ranked[key] == pytest.approx(value, abs=1e-9), (rank, key)
     # the corpus is not trivial: scores are strictly between 0 and 100
     assert all(0 < v < 100 for k, v in single.items() if not k.endswith(("keep", "add", "del")))

@@ -246,13 +246,14 @@ def test_save_load_round_trip_and_hf_reads_it(pair, tmp_path):
     again = Tokenizer.load(tmp_path)
     assert type(again) is type(ours) and again.kind == ours.kind and again.vocab_size == ours.vocab_size
     assert again.all_special_ids == ours.all_special_ids
-    seqs = ours.batch_encode(TEXTS[:40], add_special_tokens=True)
-    assert again.batch_encode(TEXTS[:40], add_special_tokens=True) == seqs
+    texts = TEXTS[:30] + EXTRA_TEXTS
+    seqs = ours.batch_encode(texts, add_special_tokens=True)
+    assert again.batch_encode(texts, add_special_tokens=True) == seqs
     assert again.batch_decode(seqs, skip_special_tokens=False) == ours.batch_decode(seqs, skip_special_tokens=False)
     # transformers reads the saved folder back to the same tokenizer.
     reread = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     assert len(reread) == ours.vocab_size
-    assert [reread.encode(t, add_special_tokens=True) for t in TEXTS[:40]] == seqs
+    assert [reread.encode(t, add_special_tokens=True) for t in texts] == seqs
     assert [reread.decode(s, skip_special_tokens=True) for s in seqs] == ours.batch_decode(seqs)
 
 

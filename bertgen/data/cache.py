@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -165,7 +166,7 @@ def build_split(
     options: EncodeOptions,
     *,
     num_proc: int = 1,
-    chunk_size: int = 2000,
+    chunk_size: int = 1000,
     meta: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Tokenise ``examples`` ((where, source, target) triples) into ``folder`` (written atomically).
@@ -187,16 +188,33 @@ def build_split(
     n = n_src_trunc = n_tgt_trunc = 0
     start = time.perf_counter()
     pool = mp.get_context("fork").Pool(num_proc) if num_proc > 1 else None
+
+    def write(pairs: list[tuple[str, str]], encoded: tuple) -> None:
+        nonlocal n, n_src_trunc, n_tgt_trunc
+        s_ids, s_len, t_ids, t_len, ns, nt = encoded
+        cols["source_ids"].append(s_ids, s_len)
+        cols["target_ids"].append(t_ids, t_len)
+        cols["source_text"].append(*_text_column([p[0] for p in pairs]))
+        cols["target_text"].append(*_text_column([p[1] for p in pairs]))
+        n, n_src_trunc, n_tgt_trunc = n + len(pairs), n_src_trunc + ns, n_tgt_trunc + nt
+
     try:
         chunks = _chunks(((s, t) for _, s, t in examples), chunk_size)
-        for window in _windows(chunks, 2 * num_proc if pool else 1):
-            results = pool.map(_encode_chunk, window) if pool else [_encode_chunk(window[0])]
-            for pairs, (s_ids, s_len, t_ids, t_len, ns, nt) in zip(window, results):
-                cols["source_ids"].append(s_ids, s_len)
-                cols["target_ids"].append(t_ids, t_len)
-                cols["source_text"].append(*_text_column([p[0] for p in pairs]))
-                cols["target_text"].append(*_text_column([p[1] for p in pairs]))
-                n, n_src_trunc, n_tgt_trunc = n + len(pairs), n_src_trunc + ns, n_tgt_trunc + nt
+        if pool is None:
+            for pairs in chunks:
+                write(pairs, _encode_chunk(pairs))
+        else:
+            # Pipeline: the parent reads and writes while workers encode; at most 2 chunks per worker in flight,
+            # written back in input order.
+            in_flight: deque = deque()
+            for pairs in chunks:
+                in_flight.append((pairs, pool.apply_async(_encode_chunk, (pairs,))))
+                if len(in_flight) >= 2 * num_proc:
+                    pairs, result = in_flight.popleft()
+                    write(pairs, result.get())
+            while in_flight:
+                pairs, result = in_flight.popleft()
+                write(pairs, result.get())
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -227,11 +245,6 @@ def _chunks(it: Iterator, size: int) -> Iterator[list]:
         yield chunk
 
 
-def _windows(it: Iterator[list], size: int) -> Iterator[list[list]]:
-    while window := list(islice(it, size)):
-        yield window
-
-
 class TokenizedSplit:
     """A cached split, memory-mapped: token ids and raw strings by example index."""
 
@@ -248,6 +261,13 @@ class TokenizedSplit:
         path = self.folder / f"{name}.bin"
         data = np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
         return data, offsets
+
+    def __getstate__(self) -> dict[str, Any]:
+        # DataLoader workers started with "spawn" pickle the dataset: send the folder, not the mapped arrays.
+        return {"folder": self.folder}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["folder"])
 
     @staticmethod
     def exists(folder: Path) -> bool:

@@ -22,18 +22,20 @@ class Seq2SeqDataset(Dataset):
 
     def __init__(self, split: TokenizedSplit, indices: np.ndarray | None = None) -> None:
         self.split = split
-        self.indices = np.arange(len(split)) if indices is None else np.asarray(indices, dtype=np.int64)
+        # None = the whole split (nothing to pickle into DataLoader workers)
+        self.indices = None if indices is None else np.asarray(indices, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.split) if self.indices is None else len(self.indices)
 
     def __getitem__(self, k: int) -> tuple[int, np.ndarray, np.ndarray]:
-        i = int(self.indices[k])
+        i = int(k if self.indices is None else self.indices[k])
         return i, self.split.ids("source", i), self.split.ids("target", i)
 
     def lengths(self) -> np.ndarray:
         """(n, 2) source/target token counts, what the batch sampler buckets on."""
-        return np.stack([self.split.source_lengths[self.indices], self.split.target_lengths[self.indices]], axis=1)
+        lengths = np.stack([self.split.source_lengths, self.split.target_lengths], axis=1)
+        return lengths if self.indices is None else lengths[self.indices]
 
     def source(self, i: int) -> str:
         return self.split.text("source", i)

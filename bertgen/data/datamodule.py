@@ -19,6 +19,7 @@ consumed (``on_before_batch_transfer``), so a resumed run sees exactly the batch
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -106,7 +107,12 @@ class Seq2SeqDataModule(L.LightningDataModule):
             raise ValueError("set max_tokens (token budget per batch), batch_size, or both")
         if not 0.0 < train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
-        self.task = self.task_cls(**dict(task_options or {}))
+        options = dict(task_options or {})
+        fields = {f.name for f in dataclasses.fields(self.task_cls)}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise ValueError(f"{self.task_cls.name}: unknown task_options {unknown}; valid: {sorted(fields)}")
+        self.task = self.task_cls(**options)
         self._tokenizer_arg, self._target_tokenizer_arg = tokenizer, target_tokenizer
         self._tokenizers: tuple[Any, Any] | None = None
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -124,6 +130,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self._pending_state: dict[str, Any] | None = None
         self._progress = {"epoch": 0, "batches_done": 0}  # training batches consumed by the loop
         self._tok_fingerprints: tuple[str, str] | None = None
+        self._hashes: dict[tuple, str] = {}
 
     # ---- tokenizers -------------------------------------------------------------------------------------------
     @property
@@ -207,10 +214,17 @@ class Seq2SeqDataModule(L.LightningDataModule):
         return EncodeOptions(t.max_source_length, t.max_target_length, t.add_source_bos, t.add_source_eos,
                              t.add_target_eos, tuple(sorted(t.source_replacements.items())))
 
+    def _hash(self, paths: list[Path]) -> str:
+        """Content hash, remembered per (path, size, mtime) so prepare_data + setup read a big file only once."""
+        stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+        if stamp not in self._hashes:
+            self._hashes[stamp] = hash_files(paths)
+        return self._hashes[stamp]
+
     def _split_folder_and_reader(self, split: str) -> tuple[Path, Any, dict[str, Any]]:
         entry = self._local_entry(split)
         if entry is not None:
-            fingerprint = {"files": [str(p.name) for p in _entry_paths(entry)], "hash": hash_files(_entry_paths(entry))}
+            fingerprint = {"files": [str(p.name) for p in _entry_paths(entry)], "hash": self._hash(_entry_paths(entry))}
             where = ", ".join(map(str, _entry_paths(entry)))
 
             def examples(invalid: InvalidRows) -> Iterator[tuple[str, str, str]]:
@@ -315,8 +329,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self._train_sampler = self._sampler("train", shuffle=True)
         if self._pending_state is not None:
             self._train_sampler.load_state_dict(self._pending_state)
-            self._progress = {"epoch": self._pending_state["epoch"], "batches_done": self._pending_state["batches_done"]}
             self._pending_state = None
+            self._sync_progress()
         return self._loader("train", self._train_sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -337,6 +351,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
             self._progress["batches_done"] += 1
         return batch
 
+    def _sync_progress(self) -> None:
+        """Take the (possibly normalised: epoch end -> next epoch) position the sampler resumes from."""
+        state = self._train_sampler.state_dict()
+        self._progress = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
+
     def state_dict(self) -> dict[str, Any]:
         if self._train_sampler is None:
             return {}
@@ -350,7 +369,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             return
         if self._train_sampler is not None:
             self._train_sampler.load_state_dict(state)
-            self._progress = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
+            self._sync_progress()
         else:
             self._pending_state = dict(state)
 

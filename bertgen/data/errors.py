@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
-
-log = logging.getLogger(__name__)
 
 
 class DataFormatError(ValueError):

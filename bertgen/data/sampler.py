@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import numpy as np
+from torch.utils.data import Sampler
 
 
 class LengthBucketBatchSampler:
@@ -66,6 +67,8 @@ class LengthBucketBatchSampler:
         self._resume_at = 0  # batches of `epoch` already consumed (set by load_state_dict)
         self._yielded = 0
         self._cache: tuple[int, list[np.ndarray]] | None = None
+        # Lightning calls set_epoch on ``dataloader.batch_sampler.sampler``, not on the batch sampler itself.
+        self.sampler = _EpochOrder(self)
 
     # ---- epoch plan ------------------------------------------------------------------------------------------
     def _padded(self, n: int) -> int:
@@ -162,8 +165,14 @@ class LengthBucketBatchSampler:
             if state.get(k, mine) != mine:
                 raise ValueError(f"cannot resume the batch sampler: checkpoint has {k}={state[k]}, this run has {mine}; "
                                  "the resumed run would not see exactly the batches it had not seen")
-        self.epoch = int(state["epoch"])
-        self._resume_at = self._yielded = int(state["batches_done"])
+        self.epoch, done = int(state["epoch"]), int(state["batches_done"])
+        self._cache = None
+        if done >= len(self._rank_batches()):
+            # A checkpoint taken after the epoch's last batch: resume at the start of the next epoch. Doing it here,
+            # not in set_epoch, matters: with DataLoader workers Lightning builds the first iterator (which starts
+            # prefetching at once) before it calls set_epoch on resume.
+            self.epoch, done = self.epoch + 1, 0
+        self._resume_at = self._yielded = done
 
     # ---- diagnostics ----------------------------------------------------------------------------------------------
     def padding_efficiency(self) -> float:
@@ -175,3 +184,20 @@ class LengthBucketBatchSampler:
             padded += int(sum(self._padded(int(m)) for m in ls.max(axis=0))) * len(b)
         return real / padded if padded else 1.0
 
+
+
+class _EpochOrder(Sampler[int]):
+    """This rank's example order for the current epoch (the batches, flattened); forwards ``set_epoch``."""
+
+    def __init__(self, parent: LengthBucketBatchSampler) -> None:
+        self.parent = parent
+
+    def set_epoch(self, epoch: int) -> None:
+        self.parent.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        for b in self.parent._rank_batches():
+            yield from b.tolist()
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.parent._rank_batches())

@@ -26,7 +26,7 @@ import re
 import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torchmetrics import Metric
@@ -36,34 +36,30 @@ from bertgen.metrics._inputs import check_references, check_strings, scalar
 MAX_ORDER = 4
 
 
-def _ngram_counts(tokens: Sequence[str], max_order: int) -> Counter:
-    counts: Counter = Counter(tokens)
-    for n in range(2, max_order + 1):
-        counts.update(zip(*(tokens[i:] for i in range(n))))
-    return counts
+def _ngram_counts(tokens: Sequence[str], max_order: int) -> list[Counter]:
+    """One Counter per order: unigrams as plain tokens, higher orders as tuples."""
+    return [Counter(tokens)] + [Counter(zip(*(tokens[i:] for i in range(n)))) for n in range(2, max_order + 1)]
 
 
-def _ngram_order(ngram: str | tuple) -> int:
-    return 1 if isinstance(ngram, str) else len(ngram)
-
-
-def _clipped_matches(hyp: Counter, ref_max: Counter | dict, max_order: int) -> list[int]:
-    matches = [0] * max_order
-    for g, c in hyp.items():
-        r = ref_max.get(g)
-        if r:
-            matches[_ngram_order(g) - 1] += min(c, r)
-    return matches
-
-
-def _max_ref_counts(refs: list[list[str]], max_order: int) -> Counter:
-    """Per n-gram, the highest count in any one reference (multi-reference clipping)."""
+def _max_ref_counts(refs: list[list[str]], max_order: int) -> list[Counter]:
+    """Per order and n-gram, the highest count in any one reference (multi-reference clipping)."""
     best = _ngram_counts(refs[0], max_order)
     for r in refs[1:]:
-        for g, c in _ngram_counts(r, max_order).items():
-            if c > best[g]:
-                best[g] = c
+        for b, c in zip(best, _ngram_counts(r, max_order)):
+            b |= c  # Counter union = element-wise max
     return best
+
+
+def _clipped_matches(hyp: list[Counter], ref: list[Counter]) -> list[int]:
+    matches = []
+    for h, r in zip(hyp, ref):
+        m = 0
+        for g, c in h.items():
+            rc = r.get(g)
+            if rc:
+                m += c if c < rc else rc
+        matches.append(m)
+    return matches
 
 
 def _closest_ref_len(hyp_len: int, ref_lens: list[int]) -> int:
@@ -77,6 +73,7 @@ class _CorpusBLEU(Metric):
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
+    _max_refs_per_row: int | None = None  # set by variants defined for a single reference
 
     def __init__(self, max_order: int = MAX_ORDER, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -88,16 +85,13 @@ class _CorpusBLEU(Metric):
         self.add_state("min_refs", torch.tensor(2**31, dtype=torch.int64), dist_reduce_fx="min")
         self.add_state("max_refs", torch.zeros((), dtype=torch.int64), dist_reduce_fx="max")
 
-    _max_refs_per_row: int | None = None
-
     def _tokenize(self, text: str) -> list[str]:
         raise NotImplementedError
 
     def _segment_stats(self, hyp: list[str], refs: list[list[str]]) -> list[int]:
         """Default (sacreBLEU/t2t) statistics: totals are the hypothesis n-gram counts."""
         hyp_len = len(hyp)
-        matches = _clipped_matches(_ngram_counts(hyp, self.max_order), _max_ref_counts(refs, self.max_order),
-                                   self.max_order)
+        matches = _clipped_matches(_ngram_counts(hyp, self.max_order), _max_ref_counts(refs, self.max_order))
         totals = [max(0, hyp_len - n + 1) for n in range(1, self.max_order + 1)]
         return [hyp_len, _closest_ref_len(hyp_len, [len(r) for r in refs]), *matches, *totals]
 
@@ -194,23 +188,41 @@ class SacreBLEU(_CorpusBLEU):
 # TensorFlow Official Transformer / tensor2tensor uncased BLEU
 
 
+_BMP_END = 0x10000
+
+
 @functools.cache
-def _v14_patterns() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+def _v14_patterns(bmp_only: bool) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
     """The three regexes of the TF/t2t ``bleu_tokenize`` (mteval-v14 ``international`` tokenisation).
 
     Punctuation = Unicode category P*, symbols = S*, digits = Python ``\\d``, over ``range(sys.maxunicode)``
     as in the original. The original builds its class by pasting the raw characters between brackets, so
     its ``\\]`` pair escapes the bracket and the backslash itself is *not* treated as punctuation; kept here.
-    Building the tables scans the code points once (~0.3 s), on first use.
+    ``bmp_only`` restricts the classes to U+0000-U+FFFF: identical matches on text without astral
+    characters, and 3x faster because ``re`` can use a bitmap for such classes. Built once, on first use.
     """
-    cats = [(chr(c), unicodedata.category(chr(c))) for c in range(sys.maxunicode)]
-    punct = "".join(re.escape(ch) for ch, cat in cats if cat[0] == "P" and ch != "\\")
-    symbols = "".join(re.escape(ch) for ch, cat in cats if cat[0] == "S")
+    end = _BMP_END if bmp_only else sys.maxunicode
+    cats = [unicodedata.category(chr(c))[0] for c in range(end)]
+    punct = _char_class(c for c, cat in enumerate(cats) if cat == "P" and c != ord("\\"))
+    symbols = _char_class(c for c, cat in enumerate(cats) if cat == "S")
     return (
-        re.compile(r"([^\d])([" + punct + r"])"),
-        re.compile(r"([" + punct + r"])([^\d])"),
-        re.compile(r"([" + symbols + r"])"),
+        re.compile(r"([^\d])(" + punct + ")"),
+        re.compile("(" + punct + r")([^\d])"),
+        re.compile("(" + symbols + ")"),
     )
+
+
+def _char_class(code_points: Iterable[int]) -> str:
+    """A regex character class of the given code points, written as ranges (a shorter pattern that
+    compiles faster than thousands of single characters)."""
+    ranges: list[list[int]] = []
+    for c in code_points:
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    parts = [re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in ranges]
+    return "[" + "".join(parts) + "]"
 
 
 def bleu_tokenize_v14(text: str) -> list[str]:
@@ -218,7 +230,7 @@ def bleu_tokenize_v14(text: str) -> list[str]:
 
     A number followed by a final period ("in 2019.") keeps the period attached, as in mteval-v14.
     """
-    nondigit_punct, punct_nondigit, symbol = _v14_patterns()
+    nondigit_punct, punct_nondigit, symbol = _v14_patterns(not text or ord(max(text)) < _BMP_END)
     text = nondigit_punct.sub(r"\1 \2 ", text)
     text = punct_nondigit.sub(r" \1 \2", text)
     text = symbol.sub(r" \1 ", text)

@@ -41,6 +41,10 @@ class TaskMetrics(MetricCollection):
         # MetricCollection passes each metric only the keyword arguments its update() accepts.
         super().update(preds=preds, targets=targets, sources=sources)
 
+    def forward(self, preds: Sequence[str], targets: Sequence, sources: Sequence[str] | None = None) -> dict:
+        """Accumulate like ``update`` and return this batch's scores (for corpus metrics: of this batch only)."""
+        return super().forward(preds=preds, targets=targets, sources=sources)
+
     def signatures(self) -> dict[str, str]:
         """Reproducibility strings to log beside the scores (sacreBLEU signatures, tool descriptions)."""
         sigs = {}

@@ -15,7 +15,6 @@ download). The stemmer is memoised per word, which changes nothing but the speed
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 
@@ -42,12 +41,23 @@ def split_sentences(text: str) -> str:
 
 
 class _MemoStemmer:
-    """NLTK's PorterStemmer (what rouge-score uses) with a per-word cache."""
+    """NLTK's PorterStemmer (what rouge-score uses) with a per-word cache (a plain dict, so it pickles)."""
+
+    _MAX_WORDS = 1 << 18
 
     def __init__(self) -> None:
         from nltk.stem import porter
 
-        self.stem = functools.lru_cache(maxsize=2**18)(porter.PorterStemmer().stem)
+        self._stemmer = porter.PorterStemmer()
+        self._cache: dict[str, str] = {}
+
+    def stem(self, word: str) -> str:
+        out = self._cache.get(word)
+        if out is None:
+            if len(self._cache) >= self._MAX_WORDS:
+                self._cache.clear()
+            out = self._cache[word] = self._stemmer.stem(word)
+        return out
 
 
 class _RougeTokenizer:

@@ -48,10 +48,9 @@ def _fbeta(tp: float, selected: float, relevant: float, beta: float) -> float:
 
 
 def _ngram_sets(tokens: Sequence[Hashable], max_n: int) -> list[set]:
-    sets = [set(tokens)]
-    for n in range(2, max_n + 1):
-        sets.append(set(zip(*(tokens[i:] for i in range(n)))))
-    return sets
+    """Set of n-grams for n = 1..max_n (unigrams as plain tokens, higher orders as tuples)."""
+    shifted = [tokens[i:] for i in range(1, max_n)]
+    return [set(tokens)] + [set(zip(tokens, *shifted[: n - 1])) for n in range(2, max_n + 1)]
 
 
 def sari_sentence(
@@ -79,29 +78,35 @@ def sari_sentence(
     for k in range(max_gram_size):
         s, p = src_sets[k], pred_sets[k]
         refs = [r[k] for r in ref_sets if r[k]]  # references with no n-gram of this order do not count
-        n_refs = len(refs)
-        if n_refs == 1:
-            counts: dict = dict.fromkeys(refs[0], 1)
+        s_and_p = s & p
+        n_sp = len(s_and_p)
+        n_s_not_p = len(s) - n_sp
+        n_added = len(p) - n_sp  # |P - S|
+        if len(refs) == 1:  # the common case, all in C-level set operations; weights are 0 or 1
+            ref = refs[0]
+            denom = 1
+            c_s = len(s & ref)
+            c_sp = len(s_and_p & ref)
+            add_tp = len(p & ref) - c_sp  # |(P - S) & R|
+            add_rel = len(ref) - c_s  # |R - S|
         else:
-            counts = Counter()
+            counts: Counter = Counter()
             for r in refs:
                 counts.update(r)
-        denom = max(n_refs, 1)  # weight w(g) = counts[g] / n_refs; all weights are 0 without references
-        s_and_p = s & p
-        s_not_p = s - p
-        c_s = sum(counts.get(g, 0) for g in s)
-        c_sp = sum(counts.get(g, 0) for g in s_and_p)
+            denom = max(len(refs), 1)  # weight w(g) = counts[g] / #refs; all weights 0 without references
+            c_s = sum(counts[g] for g in s if g in counts)
+            c_sp = sum(counts[g] for g in s_and_p if g in counts)
+            union = counts.keys()
+            add_tp = len(p & union) - len(s_and_p & union)
+            add_rel = len(union) - len(s & union)
         # KEEP: tp = sum_{S&P} w, selected = |S&P|, relevant = sum_S w
-        keep_sum += _fbeta(c_sp / denom, len(s_and_p), c_s / denom, 1)
+        keep_sum += _fbeta(c_sp / denom, n_sp, c_s / denom, 1)
         # DELETE: tp = sum_{S-P} (1-w), selected = |S-P|, relevant = sum_S (1-w); integer numerators keep 0 exact
-        del_tp = (denom * len(s_not_p) - (c_s - c_sp)) / denom
+        del_tp = (denom * n_s_not_p - (c_s - c_sp)) / denom
         del_rel = (denom * len(s) - c_s) / denom
-        del_sum += _fbeta(del_tp, len(s_not_p), del_rel, beta_for_deletion)
+        del_sum += _fbeta(del_tp, n_s_not_p, del_rel, beta_for_deletion)
         # ADD: tp = |(P-S) & R|, selected = |P-S|, relevant = |R-S|, R = union of the references
-        added = p - s
-        add_tp = sum(1 for g in added if g in counts)
-        add_rel = sum(1 for g in counts if g not in s)
-        add_sum += _fbeta(add_tp, len(added), add_rel, 1)
+        add_sum += _fbeta(add_tp, n_added, add_rel, 1)
     keep, add, delete = keep_sum / max_gram_size, add_sum / max_gram_size, del_sum / max_gram_size
     return SariComponents((keep + add + delete) / 3, keep, add, delete)
 

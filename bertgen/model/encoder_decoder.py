@@ -234,6 +234,7 @@ class EncoderDecoder(nn.Module):
         cfg["architectures"] = ["EncoderDecoderModel"]
         write_json(directory / "config.json", cfg)
         ckpt.write_weights(directory, self.hf_state_dict())
+        write_generation_config(directory, self.generation_config)
 
     # --- forward -----------------------------------------------------------------------------------------------
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -283,7 +284,11 @@ class EncoderDecoder(nn.Module):
             if decoder_input_ids is None:
                 decoder_input_ids = self.shift_labels(labels)  # shifted here, once; never pass shifted labels
                 if decoder_attention_mask is None:
-                    decoder_attention_mask = (decoder_input_ids != self.config.pad_token_id).long()
+                    # Visible decoder inputs: the start token and every real label before the last. transformers
+                    # uses `decoder_input_ids != pad`, which is the same unless the start (or a real) token equals
+                    # pad - e.g. GPT-2 decoders whose start = eos = pad - where it would hide the start token.
+                    decoder_attention_mask = torch.ones_like(labels)
+                    decoder_attention_mask[:, 1:] = labels[:, :-1] != -100
             elif decoder_input_ids is labels or (
                 decoder_input_ids.shape == labels.shape and torch.equal(decoder_input_ids, labels)
             ):
@@ -336,6 +341,7 @@ class DecoderOnlyLM(nn.Module):
         cfg["architectures"] = [arch]
         write_json(directory / "config.json", cfg)
         ckpt.write_weights(directory, self.hf_state_dict())
+        write_generation_config(directory, self.generation_config)
 
     def forward(
         self,
@@ -398,6 +404,7 @@ class DecoderOnlyLM(nn.Module):
 GENERATION_KEYS = (
     "max_length", "max_new_tokens", "min_length", "num_beams", "length_penalty", "early_stopping",
     "no_repeat_ngram_size", "decoder_start_token_id", "bos_token_id", "eos_token_id", "pad_token_id",
+    "length_penalty_style",
 )
 
 
@@ -407,6 +414,12 @@ def read_generation_config(folder: Path, config_extra: dict[str, Any]) -> dict[s
     path = Path(folder) / "generation_config.json"
     src = read_json(path) if path.is_file() else config_extra
     return {k: src[k] for k in GENERATION_KEYS if src.get(k) is not None}
+
+
+def write_generation_config(directory: Path, settings: dict[str, Any]) -> None:
+    """Decoding defaults as ``generation_config.json`` (transformers' file; keys it does not know are kept there)."""
+    if settings:
+        write_json(Path(directory) / "generation_config.json", dict(settings))
 
 
 def load_model(path_or_id: str | Path) -> EncoderDecoder | DecoderOnlyLM:

@@ -1,0 +1,250 @@
+"""The LightningModule: loss, optimiser/schedule, logging and generation around a bertgen model.
+
+Everything it is built from is plain data (``save_hyperparameters`` stores it), so ``load_from_checkpoint`` works on
+any machine: the model architecture is stored as its config dict after the first build, and the weights come from
+the checkpoint's state_dict, not from the pre-trained folders the run started from.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from bertgen.model import DecoderOnlyLM, EncoderDecoder, EncoderDecoderConfig, ModelConfig
+from bertgen.optim import build_optimizer, build_scheduler
+
+
+def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> EncoderDecoder | DecoderOnlyLM:
+    """Build a paper variant from a model spec (``conf/model/*.yaml``).
+
+    ``spec`` keys: ``kind`` (``encoder_decoder`` | ``decoder_only``); ``pretrained`` (a whole model folder / hub id,
+    e.g. a released checkpoint) or ``encoder`` / ``decoder`` (a checkpoint folder / hub id, or a mapping of
+    `ModelConfig` fields for random init); ``tie_encoder_decoder``; ``share_embeddings``; ``overrides`` (config fields
+    applied to both sides, e.g. dropout). ``special_tokens``: ``decoder_start_token_id``, ``pad_token_id``,
+    ``eos_token_id`` from the tokenizer (used where the checkpoint does not fix them).
+    """
+    kind = spec.get("kind", "encoder_decoder")
+    overrides = dict(spec.get("overrides") or {})
+    if kind == "decoder_only":
+        src = spec.get("pretrained") or spec.get("decoder")
+        if src is None:
+            raise ValueError("a decoder_only model needs `pretrained` or `decoder` in its model config")
+        if isinstance(src, dict):
+            cfg = ModelConfig.coerce({**src, **overrides})
+            model = DecoderOnlyLM(cfg.replace(pad_token_id=cfg.pad_token_id if cfg.pad_token_id is not None else special_tokens.get("pad_token_id")))
+        else:
+            model = DecoderOnlyLM.from_pretrained(src, **overrides)
+        return model
+    if kind != "encoder_decoder":
+        raise ValueError(f"unknown model kind {kind!r}; expected 'encoder_decoder' or 'decoder_only'")
+    if spec.get("pretrained"):
+        return EncoderDecoder.from_pretrained(spec["pretrained"])  # its own config fixes the special tokens
+    if spec.get("encoder") is None or spec.get("decoder") is None:
+        raise ValueError("an encoder_decoder model needs `pretrained`, or both `encoder` and `decoder`")
+    return EncoderDecoder.from_encoder_decoder_pretrained(
+        _side(spec["encoder"]),
+        _side(spec["decoder"]),
+        tie_encoder_decoder=bool(spec.get("tie_encoder_decoder", False)),
+        share_embeddings=spec.get("share_embeddings"),
+        encoder_overrides=overrides,
+        decoder_overrides=overrides,
+        **special_tokens,
+    )
+
+
+def _side(value):
+    return dict(value) if isinstance(value, dict) else str(value)
+
+
+def model_from_config(desc: dict[str, Any]) -> EncoderDecoder | DecoderOnlyLM:
+    """Rebuild (randomly initialised) from `describe_model` output; weights come from a state_dict afterwards."""
+    if desc["kind"] == "decoder_only":
+        return DecoderOnlyLM(ModelConfig.from_hf_dict(desc["config"]))
+    return EncoderDecoder(EncoderDecoderConfig.from_hf_dict(desc["config"]))
+
+
+def describe_model(model: EncoderDecoder | DecoderOnlyLM) -> dict[str, Any]:
+    if isinstance(model, DecoderOnlyLM):
+        return {"kind": "decoder_only", "config": model.config.to_hf_dict()}
+    return {"kind": "encoder_decoder", "config": model.config.to_hf_dict()}
+
+
+class Seq2SeqModule(L.LightningModule):
+    """Training and validation loss, lr and tokens/s logging, optimiser and schedule, generation.
+
+    Args:
+      model: the model spec (see `build_model`); ignored when ``model_config`` is given.
+      optim: ``name`` (paper | adamw), ``lr``, ``betas``, ``eps``, ``weight_decay``, ``schedule``
+        (paper | linear | constant), ``warmup_steps``, ``constant`` (paper), ``total_steps`` (linear).
+      special_tokens: decoder_start_token_id / pad_token_id / eos_token_id (and sep_token_id for decoder-only).
+      generation: decoding settings for `generate` (num_beams, max_new_tokens, length_penalty, ...).
+      label_smoothing: for the cross-entropy.
+      gradient_checkpointing / compile: memory and speed switches.
+      model_config: the stored architecture (filled in automatically; used by ``load_from_checkpoint``).
+    """
+
+    def __init__(
+        self,
+        model: dict[str, Any] | None = None,
+        optim: dict[str, Any] | None = None,
+        special_tokens: dict[str, int | None] | None = None,
+        generation: dict[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+        gradient_checkpointing: bool = False,
+        compile: bool = False,
+        model_config: dict[str, Any] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        special = dict(special_tokens or {})
+        self.sep_token_id = special.pop("sep_token_id", None)
+        if model_config is not None:
+            self.model = model_from_config(model_config)
+        else:
+            if model is None:
+                raise ValueError("Seq2SeqModule needs a model spec or a stored model_config")
+            self.model = build_model(model, {k: special.get(k) for k in ("decoder_start_token_id", "pad_token_id", "eos_token_id")})
+            self.hparams["model_config"] = describe_model(self.model)
+        self.decoder_only = isinstance(self.model, DecoderOnlyLM)
+        self.pad_token_id = special.get("pad_token_id")
+        if self.pad_token_id is None:
+            self.pad_token_id = self.model.config.pad_token_id
+        if gradient_checkpointing:
+            for stack in self._stacks():
+                stack.gradient_checkpointing = True
+        self._compiled = None
+        self._last_step_time: float | None = None
+
+    def _stacks(self):
+        return [self.model.decoder] if self.decoder_only else [self.model.encoder, self.model.decoder]
+
+    def configure_model(self) -> None:
+        if self.hparams.compile and self._compiled is None:
+            self._compiled = torch.compile(self.model)
+
+    # --- forward / loss -----------------------------------------------------------------------------------------
+    def _inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.decoder_only:
+            return DecoderOnlyLM.prefix_lm_batch(
+                batch["input_ids"], batch["attention_mask"], batch["labels"], self.pad_token_id, self.sep_token_id
+            )
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "labels") if k in batch}
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        model = self._compiled or self.model
+        return model(**self._inputs(batch), label_smoothing=self.hparams.label_smoothing if self.training else 0.0)
+
+    @staticmethod
+    def _n_tokens(batch: dict[str, torch.Tensor]) -> int:
+        return int(batch["attention_mask"].sum()) + int((batch["labels"] != -100).sum())
+
+    def training_step(self, batch, batch_idx):
+        out = self(batch)
+        bs = batch["input_ids"].shape[0]
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=bs)
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            # tokens (source + target, no padding) per second of this rank times the world size
+            tps = self._n_tokens(batch) * self.trainer.world_size / max(now - self._last_step_time, 1e-9)
+            self.log("train/tokens_per_s", tps, prog_bar=True, batch_size=bs, sync_dist=False)
+        self._last_step_time = now
+        return out.loss
+
+    def on_train_epoch_start(self) -> None:
+        self._last_step_time = None
+
+    def validation_step(self, batch, batch_idx):
+        out = self(batch)
+        n = int((batch["labels"] != -100).sum())
+        # token-weighted mean over the whole validation set (sync_dist reduces across ranks)
+        self.log("val/loss", out.loss, batch_size=max(n, 1), sync_dist=True, prog_bar=True)
+        return out.loss
+
+    def test_step(self, batch, batch_idx):
+        out = self(batch)
+        self.log("test/loss", out.loss, batch_size=max(int((batch["labels"] != -100).sum()), 1), sync_dist=True)
+
+    # --- generation -----------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, batch: dict[str, torch.Tensor], **overrides) -> torch.Tensor:
+        """Token ids of the generated text for each source (start token and padding included for encoder-decoders)."""
+        settings = {**(self.hparams.generation or {}), **overrides}
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        if self.decoder_only and self.sep_token_id is not None:
+            B = ids.shape[0]
+            lens = mask.long().sum(1)
+            ids = torch.cat([ids, ids.new_full((B, 1), self.pad_token_id)], 1).scatter_(1, lens[:, None], self.sep_token_id)
+            mask = torch.cat([mask, mask.new_zeros(B, 1)], 1).scatter_(1, lens[:, None], 1)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            return self.model.generate(ids, mask, **settings)
+        finally:
+            self.model.train(was_training)
+
+    # --- optimisation ---------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        o = dict(self.hparams.optim or {})
+        name = o.get("name", "paper")
+        opt = build_optimizer(
+            self.model, name, lr=o.get("lr"), betas=o.get("betas", (0.9, 0.999)), eps=o.get("eps", 1e-8),
+            weight_decay=o.get("weight_decay", 0.0),
+        )
+        total = o.get("total_steps")
+        if total is None and self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
+            total = self.trainer.max_steps
+        hidden = self.model.config.hidden_size if self.decoder_only else self.model.config.decoder.hidden_size
+        sched = build_scheduler(
+            opt, o.get("schedule", "paper" if name == "paper" else "linear"), hidden_size=hidden,
+            constant=o.get("constant", 0.05), warmup_steps=o.get("warmup_steps", 40_000), total_steps=total,
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    # --- exact resume: RNG state travels with the checkpoint ------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+
+        checkpoint["bertgen_rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = checkpoint.get("bertgen_rng")
+
+    def on_train_start(self) -> None:
+        state = getattr(self, "_rng_to_restore", None)
+        if state is not None:  # restored here, after everything that consumes randomness while resuming
+            import random
+
+            import numpy as np
+
+            torch.set_rng_state(state["torch"])
+            if state["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+            np.random.set_state(state["numpy"])
+            random.setstate(state["python"])
+            self._rng_to_restore = None
+
+    # --- export -----------------------------------------------------------------------------------------------------
+    def export(self, directory: str | Path, tokenizer=None, target_tokenizer=None) -> Path:
+        """Write the model (and tokenizers) as a plain folder that `EncoderDecoder.from_pretrained`, evaluate.py and
+        transformers load."""
+        directory = Path(directory)
+        model = copy.deepcopy(self.model).cpu()
+        model.generation_config = {**model.generation_config, **(self.hparams.generation or {})}
+        model.save_pretrained(directory)
+        if tokenizer is not None:
+            tokenizer.save(directory)
+        if target_tokenizer is not None and target_tokenizer is not tokenizer:
+            target_tokenizer.save(directory / "target_tokenizer")
+        return directory

@@ -1,0 +1,93 @@
+"""Optimisers and learning-rate schedules.
+
+``paper``: Adam with tensor2tensor's ``constant*linear_warmup*rsqrt_decay*rsqrt_hidden_size`` schedule, the setting of
+Rothe et al. (2020, §2: "learning rate of 0.05, linear warmup with 40k steps, normalization by the square root of the
+hidden size, and a square root decay"; paper.md §2):
+
+    lr(step) = constant * hidden**-0.5 * min(1, step / warmup) * max(step, warmup)**-0.5
+
+which peaks at 0.05 / sqrt(768) / sqrt(40000) = 9.0e-6 for base models. ``adamw``: AdamW with linear warmup then
+linear decay to zero over the run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+
+def paper_lr(step: int, hidden_size: int, constant: float = 0.05, warmup_steps: int = 40_000) -> float:
+    """tensor2tensor's constant*linear_warmup*rsqrt_decay*rsqrt_hidden_size at ``step`` (1-based as in t2t)."""
+    step = max(step, 1)
+    warmup = min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
+    return constant * hidden_size**-0.5 * warmup * max(step, warmup_steps) ** -0.5
+
+
+def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Multiplier of the peak lr: 0 -> 1 over ``warmup_steps``, then linearly down to 0 at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if total_steps <= warmup_steps:
+        return 1.0
+    return max(0.0, (total_steps - step) / (total_steps - warmup_steps))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices only; biases, LayerNorms and the token-type bias are not decayed (BERT's recipe)."""
+    decay, no_decay = [], []
+    for p in model.parameters():  # shared parameters appear once
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def build_optimizer(
+    model: torch.nn.Module,
+    name: str = "paper",
+    *,
+    lr: float | None = None,
+    betas: Iterable[float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """``paper``: Adam (its lr comes from the schedule, so ``lr`` is a scale, default 1). ``adamw``: AdamW at ``lr``."""
+    betas = tuple(betas)
+    if name == "paper":
+        return torch.optim.Adam(param_groups(model, 0.0), lr=1.0 if lr is None else lr, betas=betas, eps=eps)
+    if name == "adamw":
+        if lr is None:
+            raise ValueError("optim=adamw needs a learning rate (optim.lr)")
+        return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps)
+    raise ValueError(f"unknown optimizer {name!r}; choose 'paper' or 'adamw'")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    name: str = "paper",
+    *,
+    hidden_size: int = 768,
+    constant: float = 0.05,
+    warmup_steps: int = 40_000,
+    total_steps: int | None = None,
+) -> LambdaLR:
+    """Per-step multiplier of each group's base lr."""
+    if name == "paper":
+        return LambdaLR(optimizer, lambda s: paper_lr(s + 1, hidden_size, constant, warmup_steps))
+    if name == "linear":
+        if not total_steps or total_steps <= 0:
+            raise ValueError("the linear schedule needs the total number of training steps (trainer.max_steps)")
+        return LambdaLR(optimizer, lambda s: linear_warmup_decay(s, warmup_steps, total_steps))
+    if name == "constant":
+        return LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps > 0 else 1.0)
+    raise ValueError(f"unknown schedule {name!r}; choose 'paper', 'linear' or 'constant'")
+
+
+def peak_paper_lr(hidden_size: int, constant: float = 0.05, warmup_steps: int = 40_000) -> float:
+    return constant / math.sqrt(hidden_size) / math.sqrt(warmup_steps)
