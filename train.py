@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -183,11 +184,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     cb_cfg = cfg.callbacks
     ckpt_cb = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="best-step{step}-{val/" + headline + ":.2f}",
-        monitor=f"val/{headline}", mode="max", save_last=True, save_top_k=cb_cfg.checkpoint.save_top_k,
-        every_n_train_steps=cb_cfg.checkpoint.every_n_train_steps, auto_insert_metric_name=False,
+        monitor=f"val/{headline}", mode="max", save_top_k=cb_cfg.checkpoint.save_top_k, auto_insert_metric_name=False,
+    )
+    # last.ckpt is always the newest state (Lightning's save_last only refreshes it when a best checkpoint is saved)
+    last_cb = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
+        every_n_train_steps=cb_cfg.checkpoint.every_n_train_steps,
     )
     callbacks: list[Any] = [
         ckpt_cb,
+        last_cb,
         GenerationEvaluator(
             cfg.task.metrics, run_dir, tgt_tok, generation=OmegaConf.to_container(cfg.task.val_generation, resolve=True),
             every_n_validations=cb_cfg.generation_eval.every_n_validations,
@@ -209,16 +215,23 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         deterministic=bool(cfg.deterministic), default_root_dir=str(run_dir),
     )
     log.info("global batch: %s x %d devices x %d accumulation", cfg.batch_size if not cfg.max_tokens else f"{cfg.max_tokens} tokens", world, accumulate)
+    # The DataModule's batch sampler resumes mid-epoch itself (its state is in the checkpoint); Lightning cannot see
+    # that and warns that the dataloader is not resumable.
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
     trainer.fit(lit, datamodule=dm, ckpt_path=resolve_ckpt(cfg.ckpt_path, run_dir))
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+    global_step = trainer.global_step
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if global_step == 0 and last.is_file():  # spawn strategies train in child processes; the checkpoint knows
+        global_step = torch.load(last, map_location="cpu", mmap=True, weights_only=False)["global_step"]
     best = ckpt_cb.best_model_score
     result = {
         "metrics": metrics,
         "headline": f"val/{headline}",
         "best_score": float(best) if best is not None else None,
         "best_checkpoint": ckpt_cb.best_model_path or None,
-        "global_step": trainer.global_step,
+        "global_step": global_step,
         "task": cfg.task.name,
         "model": cfg.model.name,
         "parameters": n_params,
@@ -245,6 +258,12 @@ def main(cfg: DictConfig) -> float | None:
         result = train(cfg)
     except _user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
+        print(
+            "hint: without network, point the run at local copies: model.encoder=<folder> model.decoder=<folder> "
+            "model.tokenizer=<folder> (checkpoints, e.g. from `huggingface-cli download`) and data_dir=<folder> "
+            "(the task's files in their release format; see the task's accepted layouts in bertgen/data/tasks.py).",
+            file=sys.stderr,
+        )
         sys.exit(1)
     return result.get("best_score")
 

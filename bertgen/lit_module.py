@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from torchmetrics import MeanMetric
 
 from bertgen.model import DecoderOnlyLM, EncoderDecoder, EncoderDecoderConfig, ModelConfig
 from bertgen.optim import build_optimizer, build_scheduler
@@ -119,6 +120,7 @@ class Seq2SeqModule(L.LightningModule):
                 stack.gradient_checkpointing = True
         self._compiled = None
         self._last_step_time: float | None = None
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
     def _stacks(self):
         return [self.model.decoder] if self.decoder_only else [self.model.encoder, self.model.decoder]
@@ -158,16 +160,19 @@ class Seq2SeqModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._last_step_time = None
 
-    def validation_step(self, batch, batch_idx):
+    def _eval_step(self, batch, metric: MeanMetric, name: str):
         out = self(batch)
-        n = int((batch["labels"] != -100).sum())
-        # token-weighted mean over the whole validation set (sync_dist reduces across ranks)
-        self.log("val/loss", out.loss, batch_size=max(n, 1), sync_dist=True, prog_bar=True)
+        # token-weighted mean over the whole split; MeanMetric sums value*weight and weights across ranks, so
+        # 2 ranks report exactly what 1 process does
+        metric.update(out.loss.detach(), weight=(batch["labels"] != -100).sum())
+        self.log(name, metric, prog_bar=name == "val/loss", batch_size=batch["input_ids"].shape[0])
         return out.loss
 
+    def validation_step(self, batch, batch_idx):
+        return self._eval_step(batch, self.val_loss, "val/loss")
+
     def test_step(self, batch, batch_idx):
-        out = self(batch)
-        self.log("test/loss", out.loss, batch_size=max(int((batch["labels"] != -100).sum()), 1), sync_dist=True)
+        return self._eval_step(batch, self.test_loss, "test/loss")
 
     # --- generation -----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -211,10 +216,12 @@ class Seq2SeqModule(L.LightningModule):
 
         import numpy as np
 
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        # plain tensors and numbers only, so the checkpoint still loads with torch.load(weights_only=True)
         checkpoint["bertgen_rng"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": np.random.get_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
             "python": random.getstate(),
         }
 
@@ -231,7 +238,8 @@ class Seq2SeqModule(L.LightningModule):
             torch.set_rng_state(state["torch"])
             if state["cuda"] is not None and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(state["cuda"])
-            np.random.set_state(state["numpy"])
+            kind, keys, pos, has_gauss, gauss = state["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
             random.setstate(state["python"])
             self._rng_to_restore = None
 

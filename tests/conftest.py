@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BERTGEN_SHARED", REPO.parent / "shared"))
 MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
+if str(REPO) not in sys.path:  # train.py / evaluate.py live at the repository root
+    sys.path.insert(0, str(REPO))
 
 
 @pytest.fixture(scope="session")

@@ -152,6 +152,9 @@ class _Recorder(L.LightningModule):
         self.seen.append(tuple(batch["index"].tolist()))
         return (self.w * batch["attention_mask"].float().mean()).sum()
 
+    def predict_step(self, batch, batch_idx):
+        return batch["index"]
+
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)
 
@@ -216,3 +219,43 @@ def test_hub_code_path_through_datasets(wordpiece, tmp_path):
     data = dm._ensure_split("train")
     assert len(data) == 5 and data.text("target", 3) == "Summary 3 ." and data.text("source", 0) == rows[0]["document"]
     assert data.meta["hub"] == str(hub) and data.meta["fingerprint"]
+
+
+def test_lightning_predict_covers_the_test_split(wiki_val, tmp_path):
+    dm = WikiSplitDataModule(wiki_val.tokenizers[0], data_files={"test": WIKI / "validation.tsv"},
+                             cache_dir=wiki_val.cache_dir, batch_size=64)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=tmp_path)
+    out = trainer.predict(_Recorder(), datamodule=dm)
+    assert sorted(torch.cat(out).tolist()) == list(range(5000))
+
+
+class _RankRecorder(_Recorder):
+    def __init__(self, out_dir) -> None:
+        super().__init__()
+        self.out_dir = str(out_dir)
+
+    def on_train_epoch_end(self) -> None:
+        path = f"{self.out_dir}/rank{self.global_rank}-epoch{self.current_epoch}.json"
+        with open(path, "w") as f:
+            json.dump(self.seen, f)
+        self.seen = []
+
+
+@pytest.mark.slow
+def test_lightning_ddp_two_ranks_disjoint_and_covering(wordpiece, tmp_path):
+    rows = "".join(f'{{"s": "source {i} {"x " * (i % 7)}", "t": "target {i}"}}\n' for i in range(51))
+    (tmp_path / "d.jsonl").write_text(rows)
+    dm = FilesDataModule.from_files(wordpiece, data_files={"train": tmp_path / "d.jsonl", "validation": tmp_path / "d.jsonl"},
+                                    source_column="s", target_column="t", cache_dir=tmp_path / "c", batch_size=4)
+    dm.prepare_data()
+    kw = dict(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
+              enable_model_summary=False, limit_val_batches=0, enable_checkpointing=False)
+    with pytest.raises(Exception, match="use_distributed_sampler=False"):
+        L.Trainer(**kw).fit(_RankRecorder(tmp_path), datamodule=dm)
+    L.Trainer(use_distributed_sampler=False, **kw).fit(_RankRecorder(tmp_path), datamodule=dm)
+    for epoch in (0, 1):
+        ranks = [json.loads((tmp_path / f"rank{r}-epoch{epoch}.json").read_text()) for r in (0, 1)]
+        assert len(ranks[0]) == len(ranks[1])
+        a, b = ({i for batch in r for i in batch} for r in ranks)
+        assert not a & b and a | b == set(range(51))

@@ -6,7 +6,6 @@ import logging
 import shutil
 import time
 import unicodedata
-from pathlib import Path
 
 import pytest
 
@@ -107,7 +106,7 @@ def test_round_trip_sentencepiece(name, spiece, cache):
     assert checked > 0
 
 
-def test_discofuse_source_target_and_quote_convention(wordpiece, cache):
+def test_discofuse_source_target_and_quote_convention(wordpiece, cache, tmp_path):
     dm = _build("discofuse", wordpiece, cache)
     ds = dm.datasets["train"]
     # row 2 of the file: coherent_second is empty -> target is coherent_first alone
@@ -116,8 +115,7 @@ def test_discofuse_source_target_and_quote_convention(wordpiece, cache):
     assert ds.target(0).startswith("Four LPr") and "Finally , an HP Netserver" in ds.target(0)
     assert dm.task.source_replacements == {'"': "`"}
     # the option changes the tokenised source (the default replaces ", overriding it keeps ")
-    folder = Path(cache) / "quotes"
-    folder.mkdir()
+    folder = tmp_path
     rows = (DATA / "discofuse/discofuse_examples.tsv").read_text().splitlines()
     f = rows[1].split("\t")
     f[2] = 'He said "yes" .'

@@ -66,7 +66,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
     Args:
       tokenizer: a tokenizer object (``bertgen.tokenization`` interface) or a folder / hub id for ``load_tokenizer``.
       target_tokenizer: for the targets when it differs (e.g. bert2gpt); defaults to ``tokenizer``.
-      data_dir / data_files: local data (see the module docstring and the task class for layouts).
+      data_dir / data_files: local data. ``data_files`` maps a split to a path, or for line-aligned tasks (WMT,
+        Gigaword .src/.tgt) to a ``[source, target]`` pair or ``{source: , target: }``; see the task class for
+        the ``data_dir`` layouts.
       task_options: overrides of the task's fields (max lengths, input conventions, ...), see ``tasks.py``.
       cache_dir: where tokenised splits are kept (default ``$BERTGEN_DATA_CACHE`` or ``~/.cache/bertgen/data``).
       max_tokens / batch_size: training batch limits (padded tokens of the longer side / examples); either or both.
@@ -77,6 +79,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
       seed: batch order seed (also combined with the epoch).
       skip_invalid: drop malformed rows and count them instead of raising.
       num_proc: tokenisation processes; num_workers: DataLoader workers.
+
+    After ``setup``: ``datasets[split]``, ``source_text(split, index)`` / ``target_text(split, index)`` for the
+    ``index`` entries of a batch, and ``data_stats`` (``data/{split}/examples``, ``truncated_source``,
+    ``truncated_target``, ``invalid_rows``, ``invalid/<reason>``) for the LightningModule to log.
     """
 
     task_cls: ClassVar[type[Task]]
@@ -236,7 +242,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             where = f"{self.task.hub_path}[{split}]"
 
             def examples(invalid: InvalidRows) -> Iterator[tuple[str, str, str]]:
-                return self.task.read_hub_rows(iter(ds), where, invalid)
+                return self.task.read_hub_rows(_hub_rows(ds), where, invalid)
         src_fp, tgt_fp = self._fingerprints()
         key = cache_key({"task": self.task.options(), "input": fingerprint, "source_tokenizer": src_fp,
                          "target_tokenizer": tgt_fp, "encode": self._encode_options().__dict__,
@@ -382,6 +388,14 @@ class Seq2SeqDataModule(L.LightningDataModule):
         opts = {"source_column": source_column, "target_column": target_column, "file_format": file_format,
                 **dict(task_options or {})}
         return FilesDataModule(tokenizer, data_files=data_files, task_options=opts, **kwargs)
+
+
+def _hub_rows(ds: Any, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
+    """Rows of a ``datasets.Dataset`` read a batch at a time (several times faster than row-by-row indexing)."""
+    for batch in ds.iter(batch_size=batch_size):
+        keys = list(batch)
+        for values in zip(*(batch[k] for k in keys)):
+            yield dict(zip(keys, values))
 
 
 class DiscoFuseDataModule(Seq2SeqDataModule):

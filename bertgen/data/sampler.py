@@ -58,7 +58,8 @@ class LengthBucketBatchSampler:
         self.shuffle, self.seed = shuffle, seed
         self.num_replicas, self.rank = num_replicas, rank
         self.multiple = pad_to_multiple_of or 1
-        self.drop_last = False  # never: every example is used (also tells Lightning this looks like a batch sampler)
+        # No ``drop_last`` attribute on purpose: every example is used, and Lightning would otherwise try to rebuild
+        # this class as a torch BatchSampler under trainer.predict.
         longest = self._padded(int(self.lengths.max(initial=0)))
         if max_tokens is not None and longest > max_tokens:
             raise ValueError(f"max_tokens={max_tokens} is smaller than the longest example ({longest} padded tokens); "

@@ -49,7 +49,8 @@ class Task:
       add_source_bos / add_source_eos: wrap the source in the source tokenizer's bos/eos ids.
       add_target_eos: end every target with the target tokenizer's eos id (the decoder must learn to stop).
         Tokenizers without bos/eos (BERT WordPiece) use [CLS]/[SEP] in their place.
-      hub_path / hub_config: the Hugging Face dataset to read when no local copy is given.
+      hub_path / hub_config: the Hugging Face dataset to read when no local copy is given (any name
+        ``datasets.load_dataset`` accepts, including a local folder of data files with the hub's column names).
     """
 
     name: ClassVar[str]

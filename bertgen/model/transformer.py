@@ -19,10 +19,14 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
 
-_ACTIVATIONS = {
-    "gelu": lambda x: F.gelu(x),  # exact erf GELU (HF ACT2FN["gelu"])
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's tanh approximation
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+_ACTIVATIONS = {  # module-level functions, not lambdas: models must pickle (ddp_spawn, DataLoader workers)
+    "gelu": F.gelu,  # exact erf GELU (HF ACT2FN["gelu"])
+    "gelu_new": gelu_tanh,  # GPT-2's tanh approximation
+    "gelu_pytorch_tanh": gelu_tanh,
     "relu": F.relu,
     "silu": F.silu,
     "swish": F.silu,

@@ -1,0 +1,237 @@
+"""evaluate.py: checkpoints from a run dir / .ckpt / model folder / hub id, conventions, overrides, atomic outputs.
+
+The fast tests use a run dir laid out as train.py leaves it (data/, tokenizer/, model/, .hydra/config.yaml) around an
+untrained tiny model, so loading, data, decoding, scoring and writing run in seconds. The slow ones train the real
+quickstart for a few steps with train.py and check the run dir, its best .ckpt and its exported folder agree, and
+that killing evaluate.py mid-run leaves no output file.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from bertgen.data.synthetic import synthetic_texts, write_synthetic_fusion
+from bertgen.lit_module import Seq2SeqModule
+from bertgen.metrics import task_metrics
+from bertgen.tokenization import load_tokenizer, train_sentencepiece
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bertgen_evaluate_cli", REPO / "evaluate.py")
+EV = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = EV  # dataclasses look their module up here
+_spec.loader.exec_module(EV)
+
+SIZES = {"train": 200, "validation": 12, "test": 24}
+FILES = ("predictions.jsonl", "metrics.json")
+
+
+def run_eval(out: Path, *overrides: str) -> dict:
+    """evaluate.py in-process: compose conf/evaluate.yaml with ``overrides`` and evaluate into ``out``."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("evaluate", overrides=list(overrides))
+    return EV.evaluate(cfg, out, list(overrides))
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny_run")
+    write_synthetic_fusion(root / "data", SIZES, seed=0)
+    tok = train_sentencepiece(synthetic_texts(root / "data"), vocab_size=200, output_dir=root / "tokenizer")
+    side = dict(family="bert-generation", vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    special = {"decoder_start_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    torch.manual_seed(0)
+    lit = Seq2SeqModule(model={"kind": "encoder_decoder", "encoder": side, "decoder": side, "share_embeddings": True},
+                        special_tokens=special, generation={"num_beams": 1, "max_new_tokens": 8})
+    lit.export(root / "model", tok)
+    task = OmegaConf.load(REPO / "conf" / "task" / "quickstart.yaml")
+    task.synthetic = SIZES
+    task.generation.max_new_tokens = 8
+    (root / ".hydra").mkdir()
+    OmegaConf.save(OmegaConf.create({"task": task, "model": {"name": "quickstart"}, "seed": 0}), root / ".hydra" / "config.yaml")
+    return root
+
+
+def test_run_dir_writes_predictions_and_metrics(tiny_run, tmp_path):
+    out = tmp_path / "eval"
+    result = run_eval(out, f"ckpt={tiny_run}", f"cache_dir={tmp_path / 'cache'}", "batch_size=10")
+    rows = read_rows(out / "predictions.jsonl")
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    # every test example, in the split's order, with the three fields
+    test_rows = (tiny_run / "data" / "test.tsv").read_text().splitlines()[1:]
+    assert len(rows) == SIZES["test"] == saved["examples"]
+    assert all(set(r) == {"source", "target", "prediction"} for r in rows)
+    assert [r["target"] for r in rows] == [" ".join(c for c in line.split("\t")[:2] if c) for line in test_rows]
+    # the run's own task and its full decoding settings; weights from the exported model/ folder
+    assert saved["generation"] == {"num_beams": 4, "length_penalty": 0.6, "length_penalty_style": "gnmt", "max_new_tokens": 8}
+    assert saved["generation_resolved"]["num_beams"] == 4 and saved["generation_resolved"]["max_length"] == 9
+    assert saved["checkpoint"]["kind"] == "run_dir" and saved["checkpoint"]["loaded"] == str(tiny_run / "model")
+    assert saved["conventions"] == {"mode": "run", "task_options": {"max_source_length": 48, "max_target_length": 48}}
+    assert saved["dataset"]["files"] == ["test.tsv"] and len(saved["dataset"]["hash"]) >= 16
+    assert saved["versions"]["torch"] == torch.__version__
+    assert saved["_run"] == {"source": "evaluate", "task": "quickstart", "metrics_task": "quickstart",
+                             "model": "quickstart", "size": None, "split": "test", "train_fraction": 1.0}
+    # the scores are those of the written predictions
+    metrics, headline = task_metrics("quickstart")
+    metrics.update([r["prediction"] for r in rows], [[r["target"]] for r in rows], [r["source"] for r in rows])
+    assert headline == saved["headline"] == "sari"
+    assert {k: pytest.approx(float(v)) for k, v in metrics.compute().items()} == saved["metrics"]
+
+
+def test_decoding_overrides_and_task_overrides_reach_the_runs_task(tiny_run, tmp_path):
+    out = tmp_path / "eval"
+    saved = run_eval(out, f"ckpt={tiny_run}", f"cache_dir={tmp_path / 'cache'}", "generation.num_beams=1",
+                     "task.generation.max_new_tokens=3", "max_examples=5")
+    assert saved["generation"]["num_beams"] == 1 and saved["generation"]["max_new_tokens"] == 3
+    assert saved["_run"]["task"] == "quickstart"
+    rows = read_rows(out / "predictions.jsonl")
+    assert len(rows) == saved["examples"] == 5 and saved["examples_in_split"] == SIZES["test"]
+    tok = load_tokenizer(tiny_run / "tokenizer")
+    assert all(len(tok.encode(r["prediction"])) <= 3 for r in rows)
+
+
+def test_model_folder_without_run_uses_released_conventions(tiny_run, tmp_path):
+    folder = tmp_path / "released"
+    shutil.copytree(tiny_run / "model", folder)
+    common = (f"ckpt={folder}", f"cache_dir={tmp_path / 'cache'}", "max_examples=4", "generation.num_beams=1",
+              "generation.max_new_tokens=8")
+    saved = run_eval(tmp_path / "a", *common, "task=discofuse", f"data_dir={tiny_run / 'data'}")
+    assert saved["checkpoint"]["kind"] == "folder" and saved["conventions"]["mode"] == "released"
+    assert saved["dataset"]["task_options"]["source_replacements"] == {'"': "`"}  # DiscoFuse model card
+    assert saved["generation"] == {"num_beams": 1, "length_penalty": 0.6, "length_penalty_style": "gnmt",
+                                   "max_new_tokens": 8}  # task=discofuse's settings with the overrides
+    none = run_eval(tmp_path / "b", *common, "task=discofuse", f"data_dir={tiny_run / 'data'}", "conventions=none")
+    assert none["dataset"]["task_options"]["source_replacements"] == {}
+    assert none["dataset"]["cache_key"] != saved["dataset"]["cache_key"]
+    with pytest.raises(EV.EvaluationError, match="conventions=run needs a checkpoint inside a train.py run dir"):
+        run_eval(tmp_path / "c", *common, "task=discofuse", f"data_dir={tiny_run / 'data'}", "conventions=run")
+
+    # WikiSplit: the released checkpoint reads bos + sentence + eos; BLEU is among its metrics
+    wiki = tmp_path / "wiki"
+    wiki.mkdir()
+    (wiki / "test.tsv").write_text("".join(f"{r['source']}\t{r['target']} <::::> {r['target']}\n"
+                                           for r in read_rows(tmp_path / "a" / "predictions.jsonl")))
+    split = run_eval(tmp_path / "d", *common, "task=wikisplit", f"data_dir={wiki}")
+    opts = split["dataset"]["task_options"]
+    assert opts["add_source_bos"] is True and opts["add_source_eos"] is True
+    assert {"sari", "exact", "bleu"} <= set(split["metrics"])
+
+
+def test_crash_mid_generation_leaves_no_output(tiny_run, tmp_path, monkeypatch):
+    import bertgen.callbacks as callbacks
+
+    real, calls = callbacks.decode_predictions, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure in the second batch")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(callbacks, "decode_predictions", failing)
+    out = tmp_path / "eval"
+    with pytest.raises(RuntimeError, match="injected"):
+        run_eval(out, f"ckpt={tiny_run}", f"cache_dir={tmp_path / 'cache'}", "batch_size=8")
+    assert len(calls) == 2
+    assert not any((out / f).exists() for f in FILES)
+    assert not list(out.glob("*tmp*")) and not list(out.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("ckpt, message", [
+    ("./does/not/exist", "does not exist"),
+    ("{run}/tokenizer/spiece.model", "is a file but not a Lightning .ckpt"),
+    ("{run}/data", "neither config.json"),
+    ("", "ckpt is required"),
+])
+def test_bad_checkpoint_arguments(tiny_run, tmp_path, ckpt, message):
+    with pytest.raises(EV.EvaluationError, match=message):
+        run_eval(tmp_path, f"ckpt={ckpt.format(run=tiny_run)}" if ckpt else "ckpt=null")
+
+
+def test_bad_split(tiny_run, tmp_path):
+    with pytest.raises(EV.EvaluationError, match="split must be one of"):
+        run_eval(tmp_path, f"ckpt={tiny_run}", "split=train")
+
+
+def test_hub_id_offline_is_one_clear_error(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "evaluate.py", "ckpt=google/roberta2roberta_L-24_discofuse",
+                           f"hydra.run.dir={tmp_path / 'out'}"], capture_output=True, text=True, cwd=REPO, env=env)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: could not download checkpoint 'google/roberta2roberta_L-24_discofuse'")
+    assert not any((tmp_path / "out" / f).exists() for f in FILES)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# With a model trained by train.py (slow: a few training steps on the synthetic quickstart corpus)
+# --------------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("trained") / "run"
+    cmd = [sys.executable, "train.py", "experiment=quickstart", "trainer.max_steps=10", "task.val_check_interval=10",
+           "task.synthetic.train=300", "task.synthetic.validation=16", "task.synthetic.test=64",
+           f"cache_dir={run.parent / 'cache'}", f"hydra.run.dir={run}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+@pytest.mark.slow
+def test_trained_run_dir_ckpt_and_exported_folder_agree(trained_run, tmp_path):
+    best = sorted((trained_run / "checkpoints").glob("best-*.ckpt"))
+    assert best, list((trained_run / "checkpoints").iterdir())
+    common = (f"cache_dir={tmp_path / 'cache'}", "max_examples=24", "generation.num_beams=2")
+    results = {}
+    for name, ckpt in (("run", trained_run), ("ckpt", best[-1]), ("folder", trained_run / "model")):
+        results[name] = run_eval(tmp_path / name, f"ckpt={ckpt}", *common)
+        assert all((tmp_path / name / f).is_file() for f in FILES)
+    assert results["run"]["checkpoint"]["loaded"] == str(trained_run / "model")
+    assert results["ckpt"]["checkpoint"]["kind"] == "ckpt"
+    # the exported folder is the best checkpoint's weights: identical predictions and scores
+    preds = {n: read_rows(tmp_path / n / "predictions.jsonl") for n in results}
+    assert preds["run"] == preds["ckpt"] == preds["folder"]
+    assert results["run"]["metrics"] == results["ckpt"]["metrics"] == results["folder"]["metrics"]
+    assert all(r["conventions"]["mode"] == "run" for r in results.values())
+
+
+@pytest.mark.slow
+def test_killed_mid_run_leaves_no_output(trained_run, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "evaluate.py", f"ckpt={trained_run}", "batch_size=1",
+                             f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.monotonic() + 240
+    try:
+        for line in proc.stdout:  # wait until predictions are being generated
+            if "generated 1/" in line or time.monotonic() > deadline:
+                break
+        assert proc.poll() is None, "evaluate.py finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert out.is_dir() and not any((out / f).exists() for f in FILES)
