@@ -4,13 +4,16 @@
   * a train.py run dir: its exported ``model/`` folder, else its best checkpoint (``metrics.json`` names it, else
     the best score in the ``best-*.ckpt`` names), else ``last.ckpt``; the run's own task is used unless ``task=``
     is given (``task.*`` overrides still apply);
-  * a ``.ckpt`` file (``Seq2SeqModule.load_from_checkpoint``), tokenizers from its run dir or ``tokenizer=``;
+  * a ``.ckpt`` file (``Seq2SeqModule.load_from_checkpoint`` through torch's weights-only unpickler;
+    ``trust_checkpoint=true`` lifts that for files you trust), tokenizers from its run dir or ``tokenizer=``;
   * a model folder (config.json + weights + tokenizer files: an exported ``model/`` or a released checkpoint),
     loaded by ``bertgen.model.load_model`` and ``bertgen.tokenization.load_tokenizer``;
   * a Hugging Face hub id, fetched through ``bertgen.hub`` (offline: one clear error, exit code 1).
 
 Decoding: ``task.generation`` (beam size, length penalty, max length; conf/task/*.yaml) updated by ``generation.*``.
-Input conventions: ``conventions=auto|run|released|none`` then ``task_options.*``, see `conventions_options`.
+Input conventions: ``conventions=auto|run|released|none`` then ``+task_options.*``, see `conventions_options`.
+Data: ``data_dir=`` as in train.py (default: the run's data_dir, the quickstart run's own corpus, else the hub).
+One device (``device=auto|cpu|cuda``, ``precision=32|bf16|16``); ``max_examples=N`` for a quick look.
 Outputs (the Hydra run dir, ``outputs/eval/<time>`` by default): ``predictions.jsonl`` (``source``,
 ``target``, ``prediction`` in the split's order) and ``metrics.json`` (scores on 0-100, decoding settings, the
 checkpoint, the dataset fingerprint, package versions). Both are written only when everything is done, each through
@@ -165,25 +168,15 @@ def _load_folder(folder: Path, tokenizer: str | None, target_tokenizer: str | No
     return model, src, tgt, sep
 
 
-def _safe_globals() -> list[Any]:
-    """What a bertgen .ckpt holds besides tensors and plain data: the numpy RNG state (`Seq2SeqModule.on_save_checkpoint`)."""
-    import numpy as np
-
-    return [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-
-
 def _load_lightning_checkpoint(module_cls, path: Path, trust: bool):
     """``load_from_checkpoint`` with torch's safe (weights-only) unpickler unless ``trust``: a .ckpt is a pickle, and
     unpickling an untrusted one can run arbitrary code."""
     import pickle
 
-    import torch
-
     if trust:
         return module_cls.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
-    try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            return module_cls.load_from_checkpoint(str(path), map_location="cpu", weights_only=True)
+    try:  # bertgen's checkpoints hold tensors and plain data only (Seq2SeqModule.on_save_checkpoint)
+        return module_cls.load_from_checkpoint(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), "")
         raise EvaluationError(f"checkpoint {path} holds objects the safe loader refuses ({first[:200]}); "
@@ -405,23 +398,29 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()) -> d
     task = task_config(cfg, loaded, overrides)
     if task.datamodule not in DATAMODULES:
         raise EvaluationError(f"unknown datamodule {task.datamodule!r}; known: {sorted(DATAMODULES)}")
-    mode, options = conventions_options(cfg.conventions, task, loaded,
-                                        _plain(cfg.task_options))
+    mode, options = conventions_options(cfg.conventions, task, loaded, _plain(cfg.task_options))
     settings = {**_plain(task.get("generation")), **{k: v for k, v in _plain(cfg.generation).items() if v is not None}}
+    try:  # bad decoding settings fail here, before any data is read
+        resolved = resolved_generation(loaded, settings)
+    except (ValueError, TypeError) as e:
+        raise EvaluationError(f"decoding settings {settings}: {e}") from None
     log.info("checkpoint %s (%s: %s); conventions %s %s; decoding %s", cfg.ckpt, loaded.kind, loaded.loaded, mode,
              options, settings)
 
     src_tok, tgt_tok = loaded.tokenizer, loaded.target_tokenizer
-    dm = DATAMODULES[task.datamodule](
-        src_tok,
-        target_tokenizer=tgt_tok if tgt_tok is not src_tok else None,
-        data_dir=data_dir_for(cfg, task, loaded, out_dir),
-        task_options=options,
-        cache_dir=cfg.cache_dir,
-        batch_size=cfg.batch_size if not cfg.max_tokens else None,
-        max_tokens=cfg.max_tokens,
-        num_workers=cfg.num_workers,
-    )
+    try:
+        dm = DATAMODULES[task.datamodule](
+            src_tok,
+            target_tokenizer=tgt_tok if tgt_tok is not src_tok else None,
+            data_dir=data_dir_for(cfg, task, loaded, out_dir),
+            task_options=options,
+            cache_dir=cfg.cache_dir,
+            batch_size=cfg.batch_size if not cfg.max_tokens else None,
+            max_tokens=cfg.max_tokens,
+            num_workers=cfg.num_workers,
+        )
+    except ValueError as e:  # unknown task_options, bad batch limits
+        raise EvaluationError(str(e)) from None
     stage, loader_name = SPLIT_LOADERS[cfg.split]
     dm.setup(stage)
     loader = getattr(dm, loader_name)()
@@ -431,7 +430,6 @@ def evaluate(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()) -> d
     device = _device(cfg.device)
     model = loaded.model.to(device).eval()
     # decoding ends at the eos generation really uses; start and pad ids are not text
-    resolved = resolved_generation(loaded, settings)
     cfgm = model.config
     eos = resolved["eos_token_ids"][0] if resolved and resolved["eos_token_ids"] else cfgm.eos_token_id
     drop = {t for t in (cfgm.pad_token_id, getattr(cfgm, "decoder_start_token_id", None), getattr(cfgm, "bos_token_id", None),

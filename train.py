@@ -130,6 +130,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from bertgen.metrics import task_metrics
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
     L.seed_everything(cfg.seed, workers=True)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -235,6 +237,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "task": cfg.task.name,
         "model": cfg.model.name,
         "parameters": n_params,
+        "train_fraction": cfg.task.train_fraction,
         "data_stats": getattr(dm, "data_stats", {}),
     }
     if cfg.test_after_training:

@@ -136,6 +136,33 @@ def test_model_folder_without_run_uses_released_conventions(tiny_run, tmp_path):
     assert {"sari", "exact", "bleu"} <= set(split["metrics"])
 
 
+def test_decoder_only_folder_decodes_like_the_lightning_module(tiny_run, tmp_path):
+    """The `gpt` variant: evaluate.py feeds "source <sep>" exactly as `Seq2SeqModule.generate` does."""
+    from bertgen.callbacks import decode_predictions
+
+    tok = load_tokenizer(tiny_run / "tokenizer")
+    side = dict(family="gpt2", vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
+                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
+    special = {"decoder_start_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+               "pad_token_id": tok.pad_token_id, "sep_token_id": tok.eos_token_id}  # as train.py sets it for gpt
+    torch.manual_seed(0)
+    lit = Seq2SeqModule(model={"kind": "decoder_only", "decoder": side}, special_tokens=special).eval()
+    lit.export(tmp_path / "gpt", tok)
+    saved = run_eval(tmp_path / "eval", f"ckpt={tmp_path / 'gpt'}", "task=discofuse", f"data_dir={tiny_run / 'data'}",
+                     f"cache_dir={tmp_path / 'cache'}", "generation.num_beams=1", "generation.max_new_tokens=6",
+                     "max_examples=6", "batch_size=1")
+    rows = read_rows(tmp_path / "eval" / "predictions.jsonl")
+    assert len(rows) == saved["examples"] == 6 and saved["generation_resolved"] is None
+    for row in rows:
+        ids = torch.tensor([tok.encode(row["source"])])
+        out = lit.generate({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, num_beams=1, max_new_tokens=6)
+        out = torch.cat([torch.full((1, 1), tok.pad_token_id), out], 1)
+        expected = decode_predictions(tok, out, tok.eos_token_id, {tok.pad_token_id, tok.bos_token_id})[0]
+        assert row["prediction"] == expected
+    assert any(row["prediction"] for row in rows)  # an untied random LM does not stop at once
+
+
 def test_crash_mid_generation_leaves_no_output(tiny_run, tmp_path, monkeypatch):
     import bertgen.callbacks as callbacks
 
@@ -167,9 +194,27 @@ def test_bad_checkpoint_arguments(tiny_run, tmp_path, ckpt, message):
         run_eval(tmp_path, f"ckpt={ckpt.format(run=tiny_run)}" if ckpt else "ckpt=null")
 
 
-def test_bad_split(tiny_run, tmp_path):
-    with pytest.raises(EV.EvaluationError, match="split must be one of"):
-        run_eval(tmp_path, f"ckpt={tiny_run}", "split=train")
+def test_bare_ckpt_needs_a_tokenizer_and_is_unpickled_safely(tiny_run, tmp_path):
+    import numpy as np
+
+    ckpt = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}, "extra": np.arange(3)}, ckpt)  # a numpy array: refused by the weights-only loader
+    with pytest.raises(EV.EvaluationError, match="pass tokenizer="):
+        run_eval(tmp_path / "a", f"ckpt={ckpt}")
+    with pytest.raises(EV.EvaluationError, match="refuses .*pass trust_checkpoint=true"):
+        run_eval(tmp_path / "b", f"ckpt={ckpt}", f"tokenizer={tiny_run / 'tokenizer'}")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["split=train"], "split must be one of"),
+    (["generation.max_new_tokens=100"], "exceed the decoder's max_position_embeddings"),  # the tiny model has 64
+    (["+task_options.no_such_option=1"], "unknown task_options"),
+    (["conventions=sometimes"], "conventions must be auto, run, released or none"),
+])
+def test_bad_options_fail_before_decoding(tiny_run, tmp_path, overrides, message):
+    with pytest.raises(EV.EvaluationError, match=message):
+        run_eval(tmp_path, f"ckpt={tiny_run}", f"cache_dir={tmp_path / 'cache'}", *overrides)
+    assert not any((tmp_path / f).exists() for f in FILES)
 
 
 def test_hub_id_offline_is_one_clear_error(tmp_path):
@@ -201,7 +246,7 @@ def trained_run(tmp_path_factory) -> Path:
 def test_trained_run_dir_ckpt_and_exported_folder_agree(trained_run, tmp_path):
     best = sorted((trained_run / "checkpoints").glob("best-*.ckpt"))
     assert best, list((trained_run / "checkpoints").iterdir())
-    common = (f"cache_dir={tmp_path / 'cache'}", "max_examples=24", "generation.num_beams=2")
+    common = (f"cache_dir={tmp_path / 'cache'}", "max_examples=12", "generation.num_beams=2")
     results = {}
     for name, ckpt in (("run", trained_run), ("ckpt", best[-1]), ("folder", trained_run / "model")):
         results[name] = run_eval(tmp_path / name, f"ckpt={ckpt}", *common)

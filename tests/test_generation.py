@@ -91,23 +91,42 @@ def _source(hf):
     return padded_batch(99, LENGTHS, pad if pad is not None else 0)
 
 
-@pytest.mark.parametrize("name", list(STOPPING))
-def test_encoder_decoder_matches_transformers_with_stopping(name, pairs):
+# Every family runs the core settings; the full matrix is marked slow (transformers' generate is the slow half).
+CORE = {0, 2, 5, 7}
+
+
+def _settings_params(names):
+    return [
+        pytest.param(name, kw, id=f"{name}-{i}", marks=() if i in CORE else pytest.mark.slow)
+        for name in names
+        for i, kw in enumerate(SETTINGS)
+    ]
+
+
+@pytest.mark.parametrize("name,kw", _settings_params(list(STOPPING)))
+def test_encoder_decoder_matches_transformers_with_stopping(name, kw, pairs):
     hf, ours = pairs(name, *STOPPING[name])
     src, mask = _source(hf)
     pad = hf.config.pad_token_id
+    ref = hf.generate(src, attention_mask=mask, max_length=16, **kw)
+    out = ours.generate(src, mask, max_length=16, **kw)
+    assert out.dtype == torch.long and out.shape == ref.shape, kw
+    assert torch.equal(out, _pad_after_eos(ref, EOS, pad)), (kw, ref, out)
+    assert torch.equal(out, _pad_after_eos(out, EOS, pad))  # padded with pad_token_id after EOS
+    assert (out[:, 0] == hf.config.decoder_start_token_id).all()
+
+
+@pytest.mark.parametrize("name", list(STOPPING))
+def test_eos_bias_exercises_finished_hypotheses(name, pairs):
+    """The parity tests above are only meaningful if hypotheses really end: EOS at several steps, some rows cut."""
+    hf, ours = pairs(name, *STOPPING[name])
+    src, mask = _source(hf)
     ended = set()
-    for kw in SETTINGS:
-        ref = hf.generate(src, attention_mask=mask, max_length=16, **kw)
-        out = ours.generate(src, mask, max_length=16, **kw)
-        assert out.dtype == torch.long and out.shape == ref.shape, kw
-        assert torch.equal(out, _pad_after_eos(ref, EOS, pad)), (kw, ref, out)
-        assert torch.equal(out, _pad_after_eos(out, EOS, pad))  # padded with pad_token_id after EOS
-        assert (out[:, 0] == hf.config.decoder_start_token_id).all()
+    for i in sorted(CORE):
+        out = ours.generate(src, mask, max_length=16, **SETTINGS[i])
         has = (out[:, 1:] == EOS).any(1)
-        ended |= {int(i) for i in (out[:, 1:] == EOS).long().argmax(1)[has]}
+        ended |= {int(j) for j in (out[:, 1:] == EOS).long().argmax(1)[has]}
         ended |= {-1} if (~has).any() else set()
-    # the EOS bias really exercises finished hypotheses: EOS at several steps and some rows cut at max_length
     assert len(ended - {-1}) >= 2 and -1 in ended, ended
 
 
@@ -127,8 +146,8 @@ def _left_padded_prompts():
     return ids.gather(1, order), mask.gather(1, order), ids, mask
 
 
-@pytest.mark.parametrize("kw", SETTINGS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
-def test_gpt_matches_gpt2_lm_head_model_left_and_right_padded(kw, pairs):
+@pytest.mark.parametrize("name,kw", _settings_params(["gpt"]))
+def test_gpt_matches_gpt2_lm_head_model_left_and_right_padded(name, kw, pairs):
     hf, ours = pairs("gpt", *GPT_STOPPING)
     left, left_mask, right, right_mask = _left_padded_prompts()
     P = left.shape[1]
@@ -150,6 +169,39 @@ def test_gpt_stopping_is_exercised_and_unpadded_prompt(pairs):
     ref = hf.generate(ids, max_new_tokens=8, num_beams=4, pad_token_id=GPT_PAD)[:, 5:]
     assert torch.equal(ours.generate(ids, max_new_tokens=8, num_beams=4, pad_token_id=GPT_PAD),
                        _pad_after_eos(ref, GPT_EOS, GPT_PAD, start=0))
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_gpt_min_length_counts_the_prompt_like_transformers(num_beams, pairs):
+    hf, ours = pairs("gpt", *GPT_STOPPING)
+    left, left_mask, _, _ = _left_padded_prompts()
+    P = left.shape[1]
+    kw = dict(num_beams=num_beams, max_new_tokens=10, min_length=P + 5, pad_token_id=GPT_PAD)
+    ref = _pad_after_eos(hf.generate(left, attention_mask=left_mask, **kw)[:, P:], GPT_EOS, GPT_PAD, start=0)
+    out = ours.generate(left, left_mask, **kw)
+    assert torch.equal(out, ref)
+    assert not (out[:, :5] == GPT_EOS).any()
+
+
+def test_encoder_and_cross_attention_run_once(pairs):
+    hf, ours = pairs("bert2bert", *STOPPING["bert2bert"])
+    src, mask = _source(hf)
+    calls = {"encoder": 0, "cross_kv": 0}
+
+    def count(key):
+        def hook(module, args, output):
+            calls[key] += 1
+        return hook
+
+    handles = [ours.encoder.register_forward_hook(count("encoder"))]
+    handles += [blk.cross.kv.register_forward_hook(count("cross_kv")) for blk in ours.decoder.layers]
+    try:
+        out = ours.generate(src, mask, max_length=16, num_beams=4)
+    finally:
+        for h in handles:
+            h.remove()
+    assert out.shape[1] > 3
+    assert calls == {"encoder": 1, "cross_kv": len(ours.decoder.layers)}
 
 
 def test_checkpoint_generation_config_is_the_default(tmp_path):
@@ -207,12 +259,12 @@ def test_gnmt_length_penalty_hand_computed():
     def run(style: str) -> list[int]:
         state = {"history": None}
 
-        def step(tokens, reorder):  # a stand-in for the model: next-token log-probs from the last two tokens
+        def step(tokens, rows, sources):  # a stand-in for the model: next-token log-probs from the last two tokens
             h = state["history"]
             if h is None:
                 h = tokens
             else:
-                h = torch.cat([h if reorder is None else h.index_select(0, reorder), tokens], 1)
+                h = torch.cat([h if rows is None else h.index_select(0, rows), tokens], 1)
             state["history"] = h
             return torch.tensor([next_logprobs(int(r[-1]), int(r[-2]) if len(r) > 1 else -1) for r in h])
 

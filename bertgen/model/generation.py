@@ -1,10 +1,14 @@
 """Greedy and beam-search decoding for `EncoderDecoder` and `DecoderOnlyLM` (the paper's `gpt`).
 
 Semantics follow `transformers` 4.47–4.57 `generate()` (reference.md §3.5, §5; the vectorised beam search of 4.57)
-so that a checkpoint decodes to the same token ids here and there; the implementation is our own and is built for
-speed: the encoder runs once, cross-attention K/V are computed once per *source* (beams of one source share them, so
-they are never copied or reordered), the self-attention cache is preallocated and reordered in place, and the
-prompt/start step runs on one row per source before the beams fork.
+so that a checkpoint decodes to the same token ids here and there (tests/test_generation.py checks this). The
+implementation is our own and built for speed, fully batched (no Python loop over examples or beams):
+- the encoder runs once; cross-attention K/V are computed once per *source* (the beams of a source share them, so
+  they are never repeated or reordered);
+- the self-attention cache is preallocated and reordered by copying only its filled positions;
+- the start token / prompt runs on one row per source, and the beams fork from it;
+- a source whose result can no longer change (greedy: EOS emitted; beam: the early-stop test passed) leaves the
+  batch, where transformers keeps decoding it until the whole batch is done.
 
 Conventions (all lengths count decoder tokens, as in transformers):
 - encoder-decoder: the result is a LongTensor (B, L) that starts with the decoder start token and is padded with
@@ -14,11 +18,13 @@ Conventions (all lengths count decoder tokens, as in transformers):
   ``max_length`` / ``min_length`` include the (padded) prompt width as in transformers, so prefer
   ``max_new_tokens``. Prompts may be left- or right-padded: they are left-aligned internally (transformers requires
   left padding for GPT-2) and positions come from the mask cumsum, so both give transformers' left-padded result.
+  Without an ``attention_mask`` every prompt token counts (transformers would guess a mask from ``pad_token_id``).
 
 Length penalty (``length_penalty_style``), with ``len`` = generated tokens including the EOS, start token excluded:
 - ``"hf"``: score = sum log p / len ** alpha (transformers' ``length_penalty``, default 1.0).
-- ``"gnmt"``: score = sum log p / ((5 + len) / 6) ** alpha (Wu et al. 2016, GNMT eq. 14; tensor2tensor's beam
-  search, which the paper uses with beam 4, alpha 0.6; reference.md §5).
+- ``"gnmt"``: score = sum log p / ((5 + len) / 6) ** alpha (the length penalty lp(Y) of Wu et al. 2016, "Google's
+  Neural Machine Translation System", as in tensor2tensor's beam search, which the paper uses with beam 4 and
+  alpha 0.6; reference.md §5).
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ log = logging.getLogger("bertgen.model.generation")
 # transformers' GenerationConfig defaults (reference.md §5); max_length 20 means "20 new tokens" when nobody set it.
 HF_DEFAULT_MAX_LENGTH = 20
 _NEG = -1.0e9  # transformers' "impossible" beam score; the same constant keeps ties and fp32 rounding identical
-_UNSET = object()
 
 
 @dataclass
@@ -82,11 +87,15 @@ def generate(
     Runs without gradients; works on any device and under bf16 autocast (scores are taken in fp32).
     """
     if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"input_ids must be a 2-D integer tensor (batch, length), got {tuple(input_ids.shape)} {input_ids.dtype}")
+        raise ValueError(
+            f"input_ids must be a 2-D integer tensor (batch, length), got {tuple(input_ids.shape)} {input_ids.dtype}"
+        )
     input_ids = input_ids.long()
     if attention_mask is not None:
         if attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}")
+            raise ValueError(
+                f"attention_mask {tuple(attention_mask.shape)} does not match input_ids {tuple(input_ids.shape)}"
+            )
         empty = (attention_mask == 0).all(dim=1).nonzero().flatten().tolist()
         if empty:
             raise ValueError(f"rows {empty} of attention_mask mask every token: nothing to condition on")
@@ -94,7 +103,8 @@ def generate(
     if not is_enc_dec and input_ids.shape[1] == 0:
         raise ValueError("the decoder-only model needs a non-empty prompt (start it with the bos token)")
     if model.training:
-        warnings.warn("generate() called on a model in training mode: dropout is active; call model.eval() first", stacklevel=3)
+        warnings.warn("generate() called on a model in training mode: dropout is active; call model.eval() first",
+                      stacklevel=3)
     s = resolve_settings(
         model,
         prompt_length=1 if is_enc_dec else input_ids.shape[1],
@@ -145,7 +155,8 @@ def resolve_settings(model, prompt_length: int, **kw: Any) -> GenerationSettings
         if not eos_ids:
             raise ValueError("neither pad_token_id nor eos_token_id is set: pass pad_token_id to generate()")
         pad = eos_ids[0]
-        log.warning("pad_token_id is not set: padding finished sequences with eos_token_id %d (as transformers does)", pad)
+        log.warning("pad_token_id is not set: padding finished sequences with eos_token_id %d (as transformers does)",
+                    pad)
     start = None
     if is_enc_dec:
         start = _first(kw.get("decoder_start_token_id"), gc.get("decoder_start_token_id"), cfg.decoder_start_token_id,
@@ -173,7 +184,8 @@ def resolve_settings(model, prompt_length: int, **kw: Any) -> GenerationSettings
     P = prompt_length
     if kw.get("max_new_tokens") is not None:
         if kw.get("max_length") is not None:
-            log.warning("both max_new_tokens and max_length given: max_new_tokens=%d takes precedence", kw["max_new_tokens"])
+            log.warning("both max_new_tokens and max_length given: max_new_tokens=%d takes precedence",
+                        kw["max_new_tokens"])
         max_len = P + int(kw["max_new_tokens"])
     elif kw.get("max_length") is not None:
         max_len = int(kw["max_length"])
@@ -198,9 +210,10 @@ def resolve_settings(model, prompt_length: int, **kw: Any) -> GenerationSettings
         raise ValueError(f"max_length={max_len} leaves no room to generate after a prompt of {P} token(s)")
     positions = dec_cfg.max_position_embeddings - dec_cfg.position_offset
     if max_len > positions:
+        reserved = f", {dec_cfg.position_offset} reserved by RoBERTa" if dec_cfg.position_offset else ""
         raise ValueError(
             f"max_length={max_len} decoder positions exceed the decoder's max_position_embeddings "
-            f"({dec_cfg.max_position_embeddings}" + (f", {dec_cfg.position_offset} reserved by RoBERTa" if dec_cfg.position_offset else "") + ")"
+            f"({dec_cfg.max_position_embeddings}{reserved})"
         )
     return GenerationSettings(
         num_beams=num_beams,
@@ -224,19 +237,27 @@ def length_penalty_denominator(length: int | torch.Tensor, alpha: float, style: 
     return length ** alpha
 
 
-# --- model steppers: (tokens of this step) -> next-token logits (N, V) in fp32 ----------------------------------------
-Step = Callable[[torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+# --- model steppers: next-token logits (N, V) in fp32 for the tokens of this step ------------------------------------
+# step(tokens (N, T), rows, sources): before running, the cache keeps row ``rows[i]`` as its row i (beam reorder,
+# forking one row per source into beams, dropping finished ones) and, if ``sources`` is given, only those sources.
+Step = Callable[[torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"], torch.Tensor]
 
 
 def _encoder_decoder_stepper(model, input_ids, attention_mask, s: GenerationSettings):
     """Encode once; the decoder keeps one cross K/V copy per source and a preallocated self-attention cache."""
     memory = model.encode(input_ids, attention_mask)
     cache = model.decoder.new_cache(max_length=s.max_length)
+    state = {"mask": attention_mask}
 
-    def step(tokens: torch.Tensor, reorder: torch.Tensor | None) -> torch.Tensor:
-        if reorder is not None:
-            cache.reorder(reorder)
-        return model.decode(tokens, memory, attention_mask, cache=cache)[:, -1].float()
+    def step(tokens: torch.Tensor, rows: torch.Tensor | None, sources: torch.Tensor | None) -> torch.Tensor:
+        if sources is not None:
+            cache.select_sources(sources)
+            if state["mask"] is not None:
+                state["mask"] = state["mask"].index_select(0, sources)
+        if rows is not None:
+            cache.reorder(rows)
+        # memory is only read at the first step (cross K/V are cached from then on)
+        return model.decode(tokens, memory, state["mask"], cache=cache)[:, -1].float()
 
     prompt = torch.full((input_ids.shape[0], 1), s.decoder_start_token_id, dtype=torch.long, device=input_ids.device)
     return step, prompt
@@ -259,11 +280,11 @@ def _decoder_only_stepper(model, input_ids, attention_mask, s: GenerationSetting
         mask_buf[:, :P] = mask
     state = {"mask": mask_buf}
 
-    def step(tokens: torch.Tensor, reorder: torch.Tensor | None) -> torch.Tensor:
-        if reorder is not None:
-            cache.reorder(reorder)
-            if state["mask"] is not None and reorder.shape[0] != state["mask"].shape[0]:
-                state["mask"] = state["mask"].index_select(0, reorder)
+    def step(tokens: torch.Tensor, rows: torch.Tensor | None, sources: torch.Tensor | None) -> torch.Tensor:
+        if rows is not None:
+            cache.reorder(rows)
+            if state["mask"] is not None:
+                state["mask"] = state["mask"].index_select(0, rows)
         past, T = cache.length, tokens.shape[1]
         if state["mask"] is None:
             h = stack(tokens, None, cache=cache)
@@ -318,21 +339,25 @@ def _is_eos(tokens: torch.Tensor, eos: tuple[int, ...]) -> torch.Tensor:
 
 # --- greedy ----------------------------------------------------------------------------------------------------------
 def greedy_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torch.Tensor:
-    """Argmax decoding; rows that emitted EOS are fed and padded with ``pad_token_id`` (transformers `_sample`)."""
+    """Argmax decoding (transformers `_sample` without sampling). A row that emitted EOS is final: transformers keeps
+    feeding it pad tokens, we drop it from the batch (same output, less work); the result is padded after EOS."""
     N, P = prompt.shape
     seqs = prompt.new_full((N, s.max_length), s.pad_token_id)
     seqs[:, :P] = prompt
-    unfinished = torch.ones(N, dtype=torch.bool, device=prompt.device)
-    cur_len, tokens = P, prompt
+    active = torch.arange(N, device=prompt.device)  # original rows still decoding
+    cur_len, tokens, rows = P, prompt, None
     while cur_len < s.max_length:
-        scores = _process(step(tokens, None), seqs, cur_len, s)
+        scores = _process(step(tokens, rows, rows), seqs.index_select(0, active), cur_len, s)
         nxt = scores.argmax(dim=-1)
-        nxt = torch.where(unfinished, nxt, torch.full_like(nxt, s.pad_token_id))
-        seqs[:, cur_len] = nxt
+        seqs[active, cur_len] = nxt
         cur_len += 1
-        unfinished &= ~_is_eos(nxt, s.eos_token_ids)
-        if not bool(unfinished.any()):
-            break
+        going = ~_is_eos(nxt, s.eos_token_ids)
+        rows = None
+        if not bool(going.all()):
+            if not bool(going.any()):
+                break
+            rows = going.nonzero().flatten()
+            active, nxt = active[rows], nxt[rows]
         tokens = nxt[:, None]
     return seqs[:, :cur_len]
 
@@ -343,16 +368,23 @@ def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torc
 
     Per step: log_softmax -> processors -> + beam score -> top 2K of (B, K*V); the best K candidates that did not
     stop stay running; stopped candidates among the top K (EOS, or any at max_length) enter the per-source finished
-    list (best K by length-penalised score). A source is done when the early-stop test of reference.md §5 passes.
+    list (best K by length-penalised score). A source is done when the early-stop test of reference.md §5 passes
+    (or, with ``early_stopping=True``, when its list is full): its result can no longer change, so unlike
+    transformers we drop its beams from the batch.
     """
-    B, P = prompt.shape
-    K, dev = s.num_beams, prompt.device
+    B0, P = prompt.shape
+    K, dev, L = s.num_beams, prompt.device, s.max_length
     n_keep = max(2, 1 + len(s.eos_token_ids)) * K
     top_k_rank = torch.arange(n_keep, device=dev) < K
     lp = lambda n: length_penalty_denominator(n, s.length_penalty, s.length_penalty_style)  # noqa: E731
     alpha_positive = s.length_penalty > 0.0
 
-    running = prompt.new_full((B, K, s.max_length), s.pad_token_id)
+    result = prompt.new_full((B0, L), s.pad_token_id)
+    result_len = torch.zeros(B0, dtype=torch.long, device=dev)
+    active = torch.arange(B0, device=dev)  # original source of each source still decoding
+
+    B = B0
+    running = prompt.new_full((B, K, L), s.pad_token_id)
     running[:, :, :P] = prompt[:, None, :]
     running_scores = torch.zeros(B, K, device=dev)
     running_scores[:, 1:] = _NEG
@@ -361,35 +393,33 @@ def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torc
     finished_len = torch.zeros(B, K, dtype=torch.long, device=dev)  # generated tokens of each finished hypothesis
     is_finished = torch.zeros(B, K, dtype=torch.bool, device=dev)
     open_ = torch.ones(B, 1, dtype=torch.bool, device=dev)  # "improvement still possible" per source
-    batch_base = (torch.arange(B, device=dev) * K)[:, None]
 
-    cur_len, tokens, reorder = P, prompt, None
+    cur_len, tokens, rows, sources = P, prompt, None, None
+    first = True  # step 0 runs one row per source; the beams fork from it
     while True:
-        logits = step(tokens, reorder)
+        logits = step(tokens, rows, sources)
         V = logits.shape[-1]
-        first = logits.shape[0] == B and K > 1 and cur_len == P  # step 0 runs one row per source
         if first:
             logp = _process(F.log_softmax(logits, dim=-1), running[:, 0], cur_len, s)
             # beams 1..K-1 start at -1e9: only beam 0 can be picked, as in transformers (V >= 2K assumed there too)
-            cand_scores, cand_idx = logp.topk(n_keep, dim=-1)
-            cand_beam = torch.zeros_like(cand_idx)
-            cand_tok = cand_idx
+            cand_scores, cand_tok = logp.topk(n_keep, dim=-1)
+            cand_beam = torch.zeros_like(cand_tok)
         else:
-            logp = _process(F.log_softmax(logits, dim=-1), running.view(B * K, -1), cur_len, s)
+            logp = _process(F.log_softmax(logits, dim=-1), running.view(B * K, L), cur_len, s)
             logp = (logp.view(B, K, V) + running_scores[:, :, None]).view(B, K * V)
             cand_scores, cand_idx = logp.topk(n_keep, dim=-1)
             cand_beam = torch.div(cand_idx, V, rounding_mode="floor")
             cand_tok = cand_idx - cand_beam * V
-        cand_seqs = running.gather(1, cand_beam[:, :, None].expand(B, n_keep, s.max_length))
+        cand_seqs = running.gather(1, cand_beam[:, :, None].expand(B, n_keep, L))
         cand_seqs[:, :, cur_len] = cand_tok
         stops = _is_eos(cand_tok, s.eos_token_ids)
-        if cur_len + 1 >= s.max_length:
+        if cur_len + 1 >= L:
             stops = torch.ones_like(stops)
 
         # running beams: the best K candidates that did not stop
         keep_scores = cand_scores + stops.float() * _NEG
         sel = keep_scores.topk(K, dim=-1).indices
-        running = cand_seqs.gather(1, sel[:, :, None].expand(B, K, s.max_length))
+        running = cand_seqs.gather(1, sel[:, :, None].expand(B, K, L))
         running_scores = keep_scores.gather(1, sel)
         parent = cand_beam.gather(1, sel)
 
@@ -401,26 +431,44 @@ def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torc
         fin_scores = fin_scores + (~just_finished).float() * _NEG
         merged_scores = torch.cat([finished_scores, fin_scores], dim=1)
         best = merged_scores.topk(K, dim=-1).indices
-        finished = torch.cat([finished, cand_seqs], dim=1).gather(1, best[:, :, None].expand(B, K, s.max_length))
+        finished = torch.cat([finished, cand_seqs], dim=1).gather(1, best[:, :, None].expand(B, K, L))
         finished_scores = merged_scores.gather(1, best)
         finished_len = torch.cat([finished_len, torch.full_like(cand_tok, cur_len + 1 - P)], dim=1).gather(1, best)
         is_finished = torch.cat([is_finished, just_finished], dim=1).gather(1, best)
 
         cur_len += 1
         # early-stop heuristic (transformers `_check_early_stop_heuristic`)
-        hyp_len = s.max_length - P if (s.early_stopping == "never" and alpha_positive) else cur_len - P
+        hyp_len = L - P if (s.early_stopping == "never" and alpha_positive) else cur_len - P
         best_running = running_scores[:, :1] / lp(hyp_len)
-        worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True).values, torch.full_like(finished_scores, _NEG))
+        worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True).values,
+                                     torch.full_like(finished_scores, _NEG))
         open_ = open_ & (best_running > worst_finished).any(dim=-1, keepdim=True)
-        if bool(stops.all()) or not bool(open_.any()) or (s.early_stopping is True and bool(is_finished.all())):
+        done = ~open_[:, 0]
+        if s.early_stopping is True:
+            done = done | is_finished.all(dim=1)
+        if bool(stops.all()) or bool(done.all()):
             break
-        tokens = running[:, :, cur_len - 1].reshape(B * K, 1)
-        # cache rows for the next step: parent beam of each running beam (row b of the step-0 batch when forking)
-        reorder = (parent + batch_base).flatten() if not first else torch.arange(B, device=dev).repeat_interleave(K)
-        if not first:
-            identity = torch.arange(B * K, device=dev)
-            if bool((reorder == identity).all()):
-                reorder = None
 
-    width = P + int(finished_len[:, 0].max())
-    return finished[:, 0, :width]
+        # cache rows of the next step: each running beam's parent (the source's single row when forking)
+        base = torch.arange(B, device=dev)[:, None]
+        rows = base.expand(B, K) if first else parent + base * K
+        sources = None
+        if bool(done.any()):  # retire finished sources: their best hypothesis is final
+            result[active[done]] = finished[done, 0]
+            result_len[active[done]] = finished_len[done, 0]
+            sources = (~done).nonzero().flatten()
+            active, rows = active[sources], rows[sources]
+            state = (running, running_scores, finished, finished_scores, finished_len, is_finished, open_)
+            running, running_scores, finished, finished_scores, finished_len, is_finished, open_ = (
+                t[sources] for t in state
+            )
+            B = sources.numel()
+        rows = rows.flatten()
+        if sources is None and not first and bool((rows == torch.arange(B * K, device=dev)).all()):
+            rows = None
+        tokens = running[:, :, cur_len - 1].reshape(B * K, 1)
+        first = False
+
+    result[active] = finished[:, 0]
+    result_len[active] = finished_len[:, 0]
+    return result[:, : P + int(result_len.max())]

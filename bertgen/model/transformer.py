@@ -56,6 +56,8 @@ class KVCache:
         self.self_k: list[torch.Tensor | None] = [None] * num_layers
         self.self_v: list[torch.Tensor | None] = [None] * num_layers
         self.cross_kv: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * num_layers
+        self._spare_k: list[torch.Tensor | None] = [None] * num_layers  # reorder targets (preallocated mode)
+        self._spare_v: list[torch.Tensor | None] = [None] * num_layers
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new (B, H, T, hd) keys/values of ``layer`` after ``length`` cached ones; return all of them."""
@@ -81,11 +83,33 @@ class KVCache:
         self.length += n
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Select batch rows of the self-attention cache (beam search); cross K/V stay per source."""
-        for i in range(self.num_layers):
-            if self.self_k[i] is not None:
-                self.self_k[i] = self.self_k[i].index_select(0, index)
-                self.self_v[i] = self.self_v[i].index_select(0, index)
+        """Select batch rows of the self-attention cache (beam search); cross K/V stay per source.
+
+        ``index`` may also grow or shrink the batch (e.g. one row per source -> ``num_beams`` rows). Preallocated
+        buffers copy only the ``length`` filled positions, into a second buffer that is then swapped in (a ping-pong
+        pair per layer: twice the self K/V memory, but no copy of the unused tail at every step).
+        """
+        L = self.length
+        for store, spares in ((self.self_k, self._spare_k), (self.self_v, self._spare_v)):
+            for i in range(self.num_layers):
+                t = store[i]
+                if t is None:
+                    continue
+                if self.max_length is None:
+                    store[i] = t.index_select(0, index)
+                    continue
+                n = index.shape[0]
+                spare = spares[i]
+                if spare is None or spare.shape[0] != n:
+                    spare = t.new_empty((n,) + tuple(t.shape[1:]))
+                torch.index_select(t[:, :, :L], 0, index, out=spare[:, :, :L])
+                store[i], spares[i] = spare, (t if t.shape[0] == n else None)
+
+    def select_sources(self, index: torch.Tensor) -> None:
+        """Keep the cross-attention K/V of the sources in ``index`` only (finished sources leave the batch)."""
+        for i, kv in enumerate(self.cross_kv):
+            if kv is not None:
+                self.cross_kv[i] = (kv[0].index_select(0, index), kv[1].index_select(0, index))
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
