@@ -74,8 +74,12 @@ def run_one(which: str, folder: str, steps: int, warmup: int, threads: int) -> d
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     src, mask, labels = make_batch()
 
+    # each framework's training call: bertgen's LightningModule asks for the loss alone (return_logits=False: the
+    # output projection runs on labelled positions only); transformers always returns the full logits
+    kwargs = {"return_logits": False} if which == "bertgen" else {}
+
     def step():
-        loss = model(input_ids=src, attention_mask=mask, labels=labels).loss
+        loss = model(input_ids=src, attention_mask=mask, labels=labels, **kwargs).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

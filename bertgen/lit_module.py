@@ -139,7 +139,9 @@ class Seq2SeqModule(L.LightningModule):
 
     def forward(self, batch: dict[str, torch.Tensor]):
         model = self._compiled or self.model
-        return model(**self._inputs(batch), label_smoothing=self.hparams.label_smoothing if self.training else 0.0)
+        smoothing = self.hparams.label_smoothing if self.training else 0.0
+        # the loss alone: the output projection runs on labelled positions only (see `labelled_loss`)
+        return model(**self._inputs(batch), label_smoothing=smoothing, return_logits=False)
 
     @staticmethod
     def _n_tokens(batch: dict[str, torch.Tensor]) -> int:

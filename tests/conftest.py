@@ -27,3 +27,23 @@ def _offline(monkeypatch):
     # Tests never touch the network: hub ids must fail fast and clearly.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def wordpiece():
+    """The real BERT WordPiece tokenizer (uncased) of all-MiniLM-L6-v2."""
+    from bertgen.tokenization import load_tokenizer
+
+    return load_tokenizer(MINILM)
+
+
+@pytest.fixture(scope="session")
+def spiece(tmp_path_factory):
+    """transformers' SentencePiece test model in a BertGeneration-style folder (``spiece.model``)."""
+    import shutil
+
+    from bertgen.tokenization import load_tokenizer
+
+    folder = tmp_path_factory.mktemp("spiece")
+    shutil.copy(SHARED / "data" / "tokenizers" / "test_sentencepiece.model", folder / "spiece.model")
+    return load_tokenizer(folder)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import lightning as L
 import pytest
@@ -11,22 +10,11 @@ import torch
 
 import bertgen.data.cache as cache_mod
 from bertgen.data import LABEL_PAD, DiscoFuseDataModule, FilesDataModule, WikiSplitDataModule
-from bertgen.tokenization import load_tokenizer
 from conftest import MINILM, SHARED
 
 WIKI = SHARED / "data" / "wikisplit"
 
 
-@pytest.fixture(scope="module")
-def wordpiece():
-    return load_tokenizer(MINILM)
-
-
-@pytest.fixture(scope="module")
-def spiece(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("spiece")
-    shutil.copy(SHARED / "data" / "tokenizers" / "test_sentencepiece.model", folder / "spiece.model")
-    return load_tokenizer(folder)
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,11 @@ from bertgen.data import (CNNDailyMailDataModule, DataFormatError, DatasetUnavai
                           WMT14EnDeDataModule, XSumDataModule)
 from bertgen.data.errors import InvalidRows
 from bertgen.data.tasks import TASKS
-from bertgen.tokenization import load_tokenizer
-from conftest import MINILM, SHARED
+from conftest import SHARED
 
 DATA = SHARED / "data"
 
 
-@pytest.fixture(scope="module")
-def wordpiece():
-    return load_tokenizer(MINILM)
-
-
-@pytest.fixture(scope="module")
-def spiece(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("spiece")
-    shutil.copy(DATA / "tokenizers" / "test_sentencepiece.model", folder / "spiece.model")
-    return load_tokenizer(folder)
 
 
 @pytest.fixture(scope="module")

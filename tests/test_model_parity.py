@@ -135,3 +135,23 @@ def test_labels_are_shifted_once_and_copy_trap_warns(tmp_path):
     assert (dec_in[:, 1:][labels[:, :-1] == -100] == PAD["bert"]).all()
     with pytest.warns(UserWarning, match="copy model"):
         ours(input_ids=src, attention_mask=src_mask, decoder_input_ids=labels.clamp(min=0), labels=labels.clamp(min=0))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_training_loss_without_logits_is_the_same_loss(smoothing, tmp_path):
+    hf = hf_encoder_decoder("bert2gpt2")
+    hf.save_pretrained(tmp_path / "ed")
+    ours = EncoderDecoder.from_pretrained(tmp_path / "ed").eval()
+    src, src_mask, labels = _batch(hf)
+    full = ours(input_ids=src, attention_mask=src_mask, labels=labels, label_smoothing=smoothing)
+    fast = ours(input_ids=src, attention_mask=src_mask, labels=labels, label_smoothing=smoothing, return_logits=False)
+    assert fast.logits is None
+    torch.testing.assert_close(fast.loss, full.loss, atol=1e-6, rtol=1e-6)
+    gpt = hf_gpt2_lm()
+    gpt.save_pretrained(tmp_path / "gpt")
+    lm = DecoderOnlyLM.from_pretrained(tmp_path / "gpt").eval()
+    ids, mask = padded_batch(99, [10, 6, 8], pad=0)
+    lab = ids.masked_fill(mask == 0, -100)
+    lab[:, :3] = -100
+    torch.testing.assert_close(lm(ids, mask, labels=lab, return_logits=False, label_smoothing=smoothing).loss,
+                               lm(ids, mask, labels=lab, label_smoothing=smoothing).loss, atol=1e-6, rtol=1e-6)

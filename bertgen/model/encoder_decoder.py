@@ -28,7 +28,7 @@ Side = "str | Path | ModelConfig | dict[str, Any]"
 
 @dataclass
 class ModelOutput:
-    logits: torch.Tensor  # (B, T, V)
+    logits: torch.Tensor | None  # (B, T, V); None when the loss was computed with return_logits=False
     loss: torch.Tensor | None = None  # mean token cross-entropy over labels != -100
     encoder_hidden_states: torch.Tensor | None = None
 
@@ -49,6 +49,16 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float =
     return F.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, label_smoothing=label_smoothing
     )
+
+
+def labelled_loss(stack: TransformerStack, hidden: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """The same mean cross-entropy as `lm_loss`, projecting only the positions that have a label.
+
+    Padding and (for the decoder-only model) the source prefix never reach the (N, V) output projection, which is
+    the largest activation of a training step; the loss value is identical.
+    """
+    keep = labels != -100
+    return F.cross_entropy(stack.logits(hidden[keep]).float(), labels[keep], label_smoothing=label_smoothing)
 
 
 def _load_side(spec, role: str) -> tuple[ModelConfig, dict[str, torch.Tensor] | None, str | None]:
@@ -275,7 +285,10 @@ class EncoderDecoder(nn.Module):
         *,
         encoder_hidden_states: torch.Tensor | None = None,
         label_smoothing: float = 0.0,
+        return_logits: bool = True,
     ) -> ModelOutput:
+        """``return_logits=False`` (training) computes the loss from the labelled positions only and returns no
+        logits: same loss, less time and memory."""
         if encoder_hidden_states is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or encoder_hidden_states")
@@ -299,7 +312,11 @@ class EncoderDecoder(nn.Module):
                 )
         elif decoder_input_ids is None:
             raise ValueError("pass decoder_input_ids or labels")
-        logits = self.decode(decoder_input_ids, encoder_hidden_states, attention_mask, decoder_attention_mask)
+        h = self.decoder(decoder_input_ids, decoder_attention_mask, encoder_hidden_states, attention_mask)
+        if not return_logits and labels is not None:
+            loss = labelled_loss(self.decoder, h, labels, label_smoothing)
+            return ModelOutput(logits=None, loss=loss, encoder_hidden_states=encoder_hidden_states)
+        logits = self.decoder.logits(h)
         loss = lm_loss(logits, labels, label_smoothing) if labels is not None else None
         return ModelOutput(logits=logits, loss=loss, encoder_hidden_states=encoder_hidden_states)
 
@@ -352,9 +369,13 @@ class DecoderOnlyLM(nn.Module):
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
         label_smoothing: float = 0.0,
+        return_logits: bool = True,
     ) -> ModelOutput:
-        """Logits (B, T, V); with ``labels`` (same length as ``input_ids``, -100 = no loss) the next-token loss."""
+        """Logits (B, T, V); with ``labels`` (same length as ``input_ids``, -100 = no loss) the next-token loss.
+        ``return_logits=False`` (training) projects only the positions that predict a label."""
         h = self.decoder(input_ids, attention_mask, position_ids=position_ids, cache=cache)
+        if not return_logits and labels is not None:
+            return ModelOutput(logits=None, loss=labelled_loss(self.decoder, h[:, :-1], labels[:, 1:], label_smoothing))
         logits = self.decoder.logits(h)
         loss = None
         if labels is not None:
