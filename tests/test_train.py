@@ -96,10 +96,19 @@ def test_every_model_builds_and_runs_fast_dev_run(model, tiny_checkpoints, tmp_p
     assert preds and set(json.loads(preds[0].read_text().splitlines()[0])) == {"source", "target", "prediction"}
 
 
-def test_bf16_mixed_runs_on_cpu(tmp_path):
+def test_bf16_mixed_with_gradient_checkpointing_runs_on_cpu(tmp_path):
     res = run(tmp_path, ["experiment=quickstart", "debug=fdr", "trainer.precision=bf16-mixed",
-                         "trainer.enable_progress_bar=false", *SMALL_DATA])
+                         "gradient_checkpointing=true", "trainer.enable_progress_bar=false", *SMALL_DATA])
     assert torch.isfinite(torch.tensor(res["metrics"]["train/loss"]))
+
+
+def test_wandb_logger_works_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run(tmp_path, ["experiment=quickstart", "logger=wandb", "trainer.max_steps=2", "task.val_check_interval=2",
+                   "trainer.enable_progress_bar=false", *SMALL_DATA])
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert runs and any(runs[0].rglob("*.wandb"))
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
