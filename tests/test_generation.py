@@ -92,7 +92,7 @@ def _source(hf):
 
 
 # Every family runs the core settings; the full matrix is marked slow (transformers' generate is the slow half).
-CORE = {0, 2, 5, 7}
+CORE = {0, 2, 5, 7, 8}
 
 
 def _settings_params(names):
