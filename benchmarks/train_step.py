@@ -1,7 +1,7 @@
 """Training-step throughput and memory: bertgen's EncoderDecoder vs transformers' EncoderDecoderModel.
 
 Same weights (one random bert2bert saved once, loaded by both), same batch (B=8, source <=128, target <=64 tokens,
-right-padded), forward + backward + AdamW step, train mode (dropout on). Each framework runs in its own subprocess so
+right-padded), forward + backward + fused AdamW step, train mode (dropout on). Each framework runs in its own subprocess so
 the peak memory of one does not hide in the other's; peak = highest RSS sampled during the timed steps minus the RSS
 before the first step. Prints steps/s, tokens/s, the ratio bertgen/reference and the memory of each.
 
@@ -71,7 +71,8 @@ def run_one(which: str, folder: str, steps: int, warmup: int, threads: int) -> d
 
         model = tf.EncoderDecoderModel.from_pretrained(folder)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    # fused AdamW for both: bertgen's default, and transformers' Trainer default on torch >= 2.8 (adamw_torch_fused)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     src, mask, labels = make_batch()
 
     # each framework's training call: bertgen's LightningModule asks for the loss alone (return_logits=False: the
