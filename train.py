@@ -20,11 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("bertgen.train")
 
-# Errors that mean "something the run needs is not here" rather than a bug: one clear line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = ()
-
-
 def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean "something the run needs is not here" rather than a bug: one clear line, no traceback."""
     from bertgen.data import DataFormatError, DatasetUnavailableError
     from bertgen.hub import CheckpointNotFoundError
     from bertgen.tokenization import TokenizerNotFoundError

@@ -37,10 +37,10 @@ def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> 
             raise ValueError("a decoder_only model needs `pretrained` or `decoder` in its model config")
         if isinstance(src, dict):
             cfg = ModelConfig.coerce({**src, **overrides})
-            model = DecoderOnlyLM(cfg.replace(pad_token_id=cfg.pad_token_id if cfg.pad_token_id is not None else special_tokens.get("pad_token_id")))
-        else:
-            model = DecoderOnlyLM.from_pretrained(src, **overrides)
-        return model
+            if cfg.pad_token_id is None:
+                cfg = cfg.replace(pad_token_id=special_tokens.get("pad_token_id"))
+            return DecoderOnlyLM(cfg)
+        return DecoderOnlyLM.from_pretrained(src, **overrides)
     if kind != "encoder_decoder":
         raise ValueError(f"unknown model kind {kind!r}; expected 'encoder_decoder' or 'decoder_only'")
     if spec.get("pretrained"):
@@ -127,7 +127,9 @@ class Seq2SeqModule(L.LightningModule):
 
     def configure_model(self) -> None:
         if self.hparams.compile and self._compiled is None:
-            self._compiled = torch.compile(self.model)
+            # kept out of the module tree: the compiled wrapper shares self.model's parameters, and registering it
+            # would put a second copy of every key in the checkpoint's state_dict
+            self.__dict__["_compiled"] = torch.compile(self.model)
 
     # --- forward / loss -----------------------------------------------------------------------------------------
     def _inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -6,11 +6,12 @@ Both load Hugging Face folders or hub ids, save folders that `transformers` load
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import torch
 import torch.nn as nn
@@ -23,7 +24,7 @@ from .transformer import KVCache, TransformerStack
 
 log = logging.getLogger("bertgen.model")
 
-Side = "str | Path | ModelConfig | dict[str, Any]"
+Side = Union[str, Path, ModelConfig, dict]  # a checkpoint folder / hub id, or a config for random init
 
 
 @dataclass
@@ -94,8 +95,11 @@ class EncoderDecoder(nn.Module):
 
     def __init__(self, config: EncoderDecoderConfig):
         super().__init__()
-        config.encoder = config.encoder.replace(is_decoder=False, add_cross_attention=False)
-        config.decoder = config.decoder.replace(is_decoder=True, add_cross_attention=True)
+        config = dataclasses.replace(
+            config,
+            encoder=config.encoder.replace(is_decoder=False, add_cross_attention=False),
+            decoder=config.decoder.replace(is_decoder=True, add_cross_attention=True),
+        )
         self.config = config
         enc_d, dec_d = config.encoder.hidden_size, config.decoder.hidden_size
         self.encoder = TransformerStack(config.encoder)
