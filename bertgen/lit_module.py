@@ -200,9 +200,12 @@ class Seq2SeqModule(L.LightningModule):
     def configure_optimizers(self):
         o = dict(self.hparams.optim or {})
         name = o.get("name", "paper")
+        # Lightning refuses gradient clipping with a fused optimizer under mixed precision (it assumes the fused
+        # step unscales gradients itself): use the per-tensor step there
+        mixed = self.trainer is not None and "mixed" in str(self.trainer.precision)
         opt = build_optimizer(
             self.model, name, lr=o.get("lr"), betas=o.get("betas", (0.9, 0.999)), eps=o.get("eps", 1e-8),
-            weight_decay=o.get("weight_decay", 0.0),
+            weight_decay=o.get("weight_decay", 0.0), fused=False if mixed else None,
         )
         total = o.get("total_steps")
         if total is None and self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:

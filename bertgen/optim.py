@@ -65,10 +65,12 @@ def build_optimizer(
     betas: Iterable[float] = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
+    fused: bool | None = None,
 ) -> torch.optim.Optimizer:
-    """``paper``: Adam (its lr comes from the schedule, so ``lr`` is a scale, default 1). ``adamw``: AdamW at ``lr``."""
+    """``paper``: Adam (its lr comes from the schedule, so ``lr`` is a scale, default 1). ``adamw``: AdamW at ``lr``.
+    ``fused``: None = the fused step where the parameters allow it."""
     betas = tuple(betas)
-    fused = _can_fuse(model)
+    fused = _can_fuse(model) if fused is None else (fused or None)
     if name == "paper":
         return torch.optim.Adam(param_groups(model, 0.0), lr=1.0 if lr is None else lr, betas=betas, eps=eps, fused=fused)
     if name == "adamw":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def compose_cfg(run_dir: Path, overrides: list[str]) -> DictConfig:
 def run(run_dir: Path, overrides: list[str]) -> dict:
     from train import train
 
-    return train(compose_cfg(run_dir, overrides))
+    return train(compose_cfg(run_dir, [f"cache_dir={run_dir / 'cache'}", *overrides]))  # no writes to ~/.cache
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +147,8 @@ def test_ddp_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_
 
 
 def _cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "BERTGEN_DATA_CACHE": str(cwd / "cache")}
     return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
 
