@@ -242,13 +242,7 @@ class EncoderDecoder(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config.json + model.safetensors in transformers' `EncoderDecoderModel` layout."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        cfg = self.config.to_hf_dict()
-        cfg["architectures"] = ["EncoderDecoderModel"]
-        write_json(directory / "config.json", cfg)
-        ckpt.write_weights(directory, self.hf_state_dict())
-        write_generation_config(directory, self.generation_config)
+        save_folder(directory, self.config.to_hf_dict(), "EncoderDecoderModel", self.hf_state_dict(), self.generation_config)
 
     # --- forward -----------------------------------------------------------------------------------------------
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -354,15 +348,9 @@ class DecoderOnlyLM(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> None:
         """config.json + model.safetensors in the causal-LM layout (`GPT2LMHeadModel` for gpt2)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         arch = {"gpt2": "GPT2LMHeadModel", "bert": "BertLMHeadModel", "roberta": "RobertaForCausalLM",
                 "bert-generation": "BertGenerationDecoder"}[self.config.family]
-        cfg = self.config.to_hf_dict()
-        cfg["architectures"] = [arch]
-        write_json(directory / "config.json", cfg)
-        ckpt.write_weights(directory, self.hf_state_dict())
-        write_generation_config(directory, self.generation_config)
+        save_folder(directory, self.config.to_hf_dict(), arch, self.hf_state_dict(), self.generation_config)
 
     def forward(
         self,
@@ -441,10 +429,15 @@ def read_generation_config(folder: Path, config_extra: dict[str, Any]) -> dict[s
     return {k: src[k] for k in GENERATION_KEYS if src.get(k) is not None}
 
 
-def write_generation_config(directory: Path, settings: dict[str, Any]) -> None:
-    """Decoding defaults as ``generation_config.json`` (transformers' file; keys it does not know are kept there)."""
-    if settings:
-        write_json(Path(directory) / "generation_config.json", dict(settings))
+def save_folder(directory: str | Path, config: dict[str, Any], architecture: str, tensors: dict[str, torch.Tensor],
+                generation: dict[str, Any]) -> None:
+    """config.json + model.safetensors (+ generation_config.json with the decoding defaults, when there are any)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / "config.json", {**config, "architectures": [architecture]})
+    ckpt.write_weights(directory, tensors)
+    if generation:
+        write_json(directory / "generation_config.json", dict(generation))
 
 
 def load_model(path_or_id: str | Path) -> EncoderDecoder | DecoderOnlyLM:
