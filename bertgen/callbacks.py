@@ -1,67 +1,35 @@
-"""Lightning callbacks: generation-based evaluation during validation, and export of the best model."""
+"""Lightning callbacks: generation-based evaluation during validation and test, export of the best model, and the
+one function that builds a run's callbacks."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping
 
 import lightning as L
 import torch
 
+from bertgen.evaluation import generate_text
+from bertgen.io import write_jsonl_atomic
 from bertgen.metrics import task_metrics
 
 log = logging.getLogger("bertgen")
 
-SPLIT_SEPARATOR = "<::::>"  # WikiSplit / released checkpoints' sentence separator
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file and rename it into place: a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_jsonl_atomic(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-
-
-def decode_predictions(tokenizer, sequences: torch.Tensor, eos_token_id: int | None, drop_ids: set[int]) -> list[str]:
-    """Generated ids -> text: cut at the first EOS, drop start/pad ids, keep the sentence separator with spaces."""
-    out = []
-    for seq in sequences.tolist():
-        if eos_token_id is not None and eos_token_id in seq[1:]:
-            seq = seq[: seq.index(eos_token_id, 1)]
-        ids = [t for t in seq if t not in drop_ids]
-        text = tokenizer.decode(ids, skip_special_tokens=False)
-        if SPLIT_SEPARATOR in text:
-            text = text.replace(SPLIT_SEPARATOR, f" {SPLIT_SEPARATOR} ")
-        out.append(" ".join(text.split()))
-    return out
-
 
 class GenerationEvaluator(L.Callback):
-    """Generate during validation, score with the task's metrics, log them and write the predictions.
+    """Generate during validation (and test), score with the task's metrics, log them and write the predictions.
 
     Args:
       task: metrics registry name (``bertgen.metrics.task_metrics``).
-      output_dir: predictions go to ``output_dir/predictions/<prefix>_step<N>.jsonl`` (fields source/target/prediction).
-      generation: decoding settings for validation (default greedy: ``num_beams=1``; the task's full beam settings
-        are for evaluate.py).
+      output_dir: predictions go to ``output_dir/predictions/<val|test>_step<N>.jsonl`` (source/target/prediction).
+      tokenizer: the target tokenizer.
+      generation: validation decoding settings over the module's own (``Seq2SeqModule.hparams.generation``, the
+        task's full settings, which test uses as they are). Default greedy: ``num_beams=1``.
       every_n_validations: generate on every n-th validation run only (the loss is always computed).
       max_examples: generate for at most this many validation examples per rank (a fixed subset, since the
-        validation order is deterministic); None = all.
+        validation order is deterministic); None = all. Test always decodes the whole split.
+      decode_options: keyword arguments of `bertgen.text.decode_generated` (the task's text conventions).
     """
 
     def __init__(
@@ -69,11 +37,10 @@ class GenerationEvaluator(L.Callback):
         task: str,
         output_dir: str | Path,
         tokenizer,
-        generation: dict[str, Any] | None = None,
+        generation: Mapping[str, Any] | None = None,
         every_n_validations: int = 1,
         max_examples: int | None = None,
-        split: str = "validation",
-        prefix: str = "val",
+        decode_options: Mapping[str, Any] | None = None,
     ):
         self.task = task
         self.output_dir = Path(output_dir)
@@ -81,54 +48,71 @@ class GenerationEvaluator(L.Callback):
         self.generation = dict(generation or {"num_beams": 1})
         self.every = max(1, int(every_n_validations))
         self.max_examples = max_examples
-        self.split = split
-        self.prefix = prefix
+        self.decode_options = dict(decode_options or {})
         self.metrics, self.headline = task_metrics(task)
         self._runs = 0
         self._active = False
         self._seen = 0
         self._rows: list[dict[str, str]] = []
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
-        self._active = not trainer.sanity_checking and self._runs % self.every == 0
-        if not trainer.sanity_checking:
-            self._runs += 1
-        if self._active:
-            self.metrics = self.metrics.to(pl_module.device)
-            self.metrics.reset()
-            self._seen, self._rows = 0, []
+    # ---- one pass over a split ----------------------------------------------------------------------------------
+    def _start(self, pl_module) -> None:
+        self.metrics = self.metrics.to(pl_module.device)
+        self.metrics.reset()
+        self._seen, self._rows = 0, []
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if not self._active or (self.max_examples is not None and self._seen >= self.max_examples):
+    def _batch(self, trainer, pl_module, batch, split: str, settings: Mapping[str, Any], limit: int | None) -> None:
+        if limit is not None and self._seen >= limit:
             return
         dm = trainer.datamodule
-        seqs = pl_module.generate(batch, **self.generation)
-        cfg = pl_module.model.config
-        eos = cfg.eos_token_id
-        drop = {t for t in (cfg.pad_token_id, getattr(cfg, "decoder_start_token_id", None), getattr(cfg, "bos_token_id", None)) if t is not None}
-        preds = decode_predictions(self.tokenizer, seqs, eos, drop)
+        preds = generate_text(pl_module.model, self.tokenizer, batch["input_ids"], batch["attention_mask"], settings,
+                              **self.decode_options)
         idx = batch["index"].tolist()
-        sources = [dm.source_text(self.split, i) for i in idx]
-        targets = [dm.target_text(self.split, i) for i in idx]
+        sources = [dm.source_text(split, i) for i in idx]
+        targets = [dm.target_text(split, i) for i in idx]
         self.metrics.update(preds, [[t] for t in targets], sources)
         self._rows += [{"source": s, "target": t, "prediction": p} for s, t, p in zip(sources, targets, preds)]
         self._seen += len(idx)
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if not self._active:
-            return
+    def _end(self, trainer, pl_module, prefix: str) -> None:
         scores = {k: float(v) for k, v in self.metrics.compute().items()}  # synced across ranks by torchmetrics
         for k, v in scores.items():
-            pl_module.log(f"{self.prefix}/{k}", v, prog_bar=k == self.headline, sync_dist=False, rank_zero_only=False)
+            pl_module.log(f"{prefix}/{k}", v, prog_bar=k == self.headline, sync_dist=False, rank_zero_only=False)
         rows = self._rows
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[list[dict[str, str]]] = [None] * trainer.world_size  # type: ignore[list-item]
             torch.distributed.all_gather_object(gathered, rows)
             rows = [r for part in gathered for r in part]
         if trainer.is_global_zero:
-            write_jsonl_atomic(self.output_dir / "predictions" / f"{self.prefix}_step{trainer.global_step}.jsonl", rows)
-            log.info("%s at step %d: %s", self.prefix, trainer.global_step,
-                     ", ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+            write_jsonl_atomic(self.output_dir / "predictions" / f"{prefix}_step{trainer.global_step}.jsonl", rows)
+            log.info("%s at step %d: %s", prefix, trainer.global_step, ", ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+
+    # ---- validation ----------------------------------------------------------------------------------------------
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._active = not trainer.sanity_checking and self._runs % self.every == 0
+        if not trainer.sanity_checking:
+            self._runs += 1
+        if self._active:
+            self._start(pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._active:
+            settings = {**(pl_module.hparams.generation or {}), **self.generation}
+            self._batch(trainer, pl_module, batch, "validation", settings, self.max_examples)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._active:
+            self._end(trainer, pl_module, "val")
+
+    # ---- test: the task's full decoding settings, the whole split ----------------------------------------------------
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start(pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._batch(trainer, pl_module, batch, "test", dict(pl_module.hparams.generation or {}), None)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._end(trainer, pl_module, "test")
 
 
 class ExportBestModel(L.Callback):
@@ -143,8 +127,8 @@ class ExportBestModel(L.Callback):
     def on_fit_end(self, trainer, pl_module) -> None:
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         state = None
-        if best and Path(best).is_file():
-            state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        if best and Path(best).is_file():  # weights only: a checkpoint file must never be able to run code
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         if trainer.is_global_zero:
             if state is not None:
                 current = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
@@ -157,3 +141,53 @@ class ExportBestModel(L.Callback):
                 self.exported_from = "last weights"
             log.info("exported model (%s) to %s", self.exported_from, self.directory)
         trainer.strategy.barrier()
+
+
+def build_callbacks(
+    run_dir: str | Path,
+    *,
+    metrics_task: str,
+    tokenizer,
+    target_tokenizer,
+    val_generation: Mapping[str, Any] | None,
+    checkpoint: Mapping[str, Any],
+    generation_eval: Mapping[str, Any],
+    export_model: bool = True,
+    lr_monitor: bool = True,
+    early_stopping: Mapping[str, Any] | None = None,
+    decode_options: Mapping[str, Any] | None = None,
+) -> tuple[list[L.Callback], Any]:
+    """A run's callbacks (``conf/callbacks``) and its best-checkpoint callback.
+
+    ``checkpoint``: ``save_top_k`` (best by the task's headline metric) and ``every_n_train_steps`` (how often
+    ``last.ckpt`` is refreshed; it is always the newest state, where Lightning's ``save_last`` only refreshes it
+    when a best checkpoint is saved). ``generation_eval``: ``every_n_validations`` and ``max_examples``.
+    """
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    _, headline = task_metrics(metrics_task)
+    folder = Path(run_dir) / "checkpoints"
+    best = ModelCheckpoint(
+        dirpath=folder, filename="best-step{step}-{val/" + headline + ":.2f}", monitor=f"val/{headline}", mode="max",
+        save_top_k=checkpoint.get("save_top_k", 1), auto_insert_metric_name=False,
+    )
+    last = ModelCheckpoint(
+        dirpath=folder, filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
+        every_n_train_steps=checkpoint.get("every_n_train_steps"),
+    )
+    callbacks: list[L.Callback] = [
+        best,
+        last,
+        GenerationEvaluator(
+            metrics_task, run_dir, target_tokenizer, generation=val_generation,
+            every_n_validations=generation_eval.get("every_n_validations", 1),
+            max_examples=generation_eval.get("max_examples"), decode_options=decode_options,
+        ),
+    ]
+    if export_model:
+        callbacks.append(ExportBestModel(Path(run_dir) / "model", tokenizer, target_tokenizer))
+    if lr_monitor:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    if early_stopping:
+        callbacks.append(EarlyStopping(monitor=f"val/{headline}", mode="max", **early_stopping))
+    return callbacks, best

@@ -112,6 +112,9 @@ class Seq2SeqModule(L.LightningModule):
             self.model = build_model(model, {k: special.get(k) for k in ("decoder_start_token_id", "pad_token_id", "eos_token_id")})
             self.hparams["model_config"] = describe_model(self.model)
         self.decoder_only = isinstance(self.model, DecoderOnlyLM)
+        if self.decoder_only and self.sep_token_id is not None:
+            # the prompt convention travels with the model (generation_config.json), so a reloaded gpt decodes alike
+            self.model.generation_config["sep_token_id"] = int(self.sep_token_id)
         self.pad_token_id = special.get("pad_token_id")
         if self.pad_token_id is None:
             self.pad_token_id = self.model.config.pad_token_id
@@ -135,7 +138,7 @@ class Seq2SeqModule(L.LightningModule):
     def _inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.decoder_only:
             return DecoderOnlyLM.prefix_lm_batch(
-                batch["input_ids"], batch["attention_mask"], batch["labels"], self.pad_token_id, self.sep_token_id
+                batch["input_ids"], batch["attention_mask"], batch["labels"], self.pad_token_id, self.model.sep_token_id
             )
         return {k: batch[k] for k in ("input_ids", "attention_mask", "labels") if k in batch}
 
@@ -181,18 +184,12 @@ class Seq2SeqModule(L.LightningModule):
     # --- generation -----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, batch: dict[str, torch.Tensor], **overrides) -> torch.Tensor:
-        """Token ids of the generated text for each source (start token and padding included for encoder-decoders)."""
+        """Generated target ids of each source, led by one start column (`EncoderDecoder.generate_target`)."""
         settings = {**(self.hparams.generation or {}), **overrides}
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        if self.decoder_only and self.sep_token_id is not None:
-            B = ids.shape[0]
-            lens = mask.long().sum(1)
-            ids = torch.cat([ids, ids.new_full((B, 1), self.pad_token_id)], 1).scatter_(1, lens[:, None], self.sep_token_id)
-            mask = torch.cat([mask, mask.new_zeros(B, 1)], 1).scatter_(1, lens[:, None], 1)
         was_training = self.model.training
         self.model.eval()
         try:
-            return self.model.generate(ids, mask, **settings)
+            return self.model.generate_target(batch["input_ids"], batch["attention_mask"], **settings)
         finally:
             self.model.train(was_training)
 

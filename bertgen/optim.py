@@ -2,7 +2,7 @@
 
 ``paper``: Adam with tensor2tensor's ``constant*linear_warmup*rsqrt_decay*rsqrt_hidden_size`` schedule, the setting of
 Rothe et al. (2020, §2: "learning rate of 0.05, linear warmup with 40k steps, normalization by the square root of the
-hidden size, and a square root decay"; paper.md §2):
+hidden size, and a square root decay"):
 
     lr(step) = constant * hidden**-0.5 * min(1, step / warmup) * max(step, warmup)**-0.5
 
@@ -99,7 +99,3 @@ def build_scheduler(
     if name == "constant":
         return LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps > 0 else 1.0)
     raise ValueError(f"unknown schedule {name!r}; choose 'paper', 'linear' or 'constant'")
-
-
-def peak_paper_lr(hidden_size: int, constant: float = 0.05, warmup_steps: int = 40_000) -> float:
-    return constant / math.sqrt(hidden_size) / math.sqrt(warmup_steps)

@@ -2,7 +2,7 @@
 
 Source: "Leveraging Pre-trained Checkpoints for Sequence Generation Tasks", TACL 8 (2020) 264-280, arXiv 1907.12461 v2,
 Tables 2, 3, 4 and 5 as printed (read from https://ar5iv.labs.arxiv.org/html/1907.12461 and copied into the shared
-``docs/paper.md`` §6). All numbers are on the test sets, 0-100 scale. ``None`` is a "–" in the paper.
+arXiv 1907.12461 v2). All numbers are on the test sets, 0-100 scale. ``None`` is a "–" in the paper.
 
 Keys: a row's ``model`` is the lowercase name bertgen's model configs use (``conf/model/*.yaml`` ``name`` without the
 ``_large`` suffix: ``bertshare``, ``robertashare`` ...), ``size`` is ``base`` (12 layers) or ``large`` (24 layers), or
@@ -144,7 +144,7 @@ TABLES: dict[int, PaperTable] = {t.number: t for t in (TABLE2, TABLE3, TABLE4, T
 
 PAPER_MODELS: frozenset[str] = frozenset(row.model for t in TABLES.values() for row in t.rows if row.model)
 
-# The released Hugging Face ports (docs/paper.md §7) as (model, size): all are 24-layer robertaShare setups except
+# The released Hugging Face ports (their model cards) as (model, size): all are 24-layer robertaShare setups except
 # the MT ones, whose variant (bert2rnd / bertShare / bert2bert) is unconfirmed, so they are left out.
 RELEASED: dict[str, tuple[str, str]] = {
     f"google/roberta2roberta_L-24_{name}": ("robertashare", "large")

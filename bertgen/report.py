@@ -1,7 +1,7 @@
 """Collect runs' ``metrics.json`` into the paper's result tables: ``python -m bertgen.report <run dirs | multirun dir>``.
 
-Reads the files train.py writes (flat ``val/<metric>`` keys, the last validation, plus ``_run``) and the files
-evaluate.py writes (``metrics`` plus ``_run`` with ``source: evaluate``), groups them by task into the layout of
+Reads the run records (`bertgen.run_record.RunRecord`, ``metrics.json``) that train.py and evaluate.py write,
+groups them by task into the layout of
 Rothe et al. (TACL 2020) Tables 2-5 and prints each run's scores with the paper's published number beside it
 (`bertgen.paper_tables`). Runs of other tasks (e.g. the synthetic quickstart) go to a plain "other runs" table.
 Writes ``report.md`` and, when matplotlib is installed (``pip install bertgen[report]``), ``report.png`` to ``--out``.
@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from bertgen.errors import BertgenError
 from bertgen.paper_tables import SOURCE, TABLES, PaperTable, split_model_name
+from bertgen.run_record import FILE_NAME as METRICS_FILE
+from bertgen.run_record import RunRecord, RunRecordError
 
-METRICS_FILE = "metrics.json"
-SPLIT_NAMES = {"val": "validation", "validation": "validation", "test": "test"}
 
 
-class ReportError(Exception):
+class ReportError(BertgenError):
     """A path without runs or a metrics.json that is not bertgen's: one line naming the file and key."""
 
 
@@ -65,72 +66,23 @@ def find_metrics_files(paths: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
-def _train_fraction_from_config(run_dir: Path) -> float | None:
-    cfg = run_dir / ".hydra" / "config.yaml"
-    if not cfg.is_file():
-        return None
-    from omegaconf import OmegaConf
-
-    task = OmegaConf.load(cfg).get("task") or {}
-    value = task.get("train_fraction")
-    return float(value) if value is not None else None
-
-
-def _number(path: Path, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ReportError(f"{path}: key {key!r} is {value!r}, expected a number")
-    return float(value)
-
-
 def load_run(path: Path) -> RunResult:
-    """Parse one metrics.json of either format."""
+    """One run record (`bertgen.run_record.RunRecord`) as a report row's input: its test scores when it has them,
+    else the split it was scored on."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise ReportError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("_run"), dict):
-        raise ReportError(f"{path}: no '_run' object: not a metrics.json written by train.py or evaluate.py")
-    run = data["_run"]
-    for key in ("task", "model"):
-        if key not in run:
-            raise ReportError(f"{path}: '_run' has no {key!r} key")
-    if run.get("source") == "evaluate":
-        if not isinstance(data.get("metrics"), dict):
-            raise ReportError(f"{path}: evaluate.py metrics.json without a 'metrics' object")
-        metrics = {k: _number(path, f"metrics.{k}", v) for k, v in data["metrics"].items()}
-        split = SPLIT_NAMES.get(str(run.get("split", data.get("split"))))
-        if split is None:
-            raise ReportError(f"{path}: '_run.split' is {run.get('split')!r}, expected validation or test")
-        fraction = run.get("train_fraction", 1.0)
-        files = tuple(str(f) for f in (data.get("dataset") or {}).get("files", ()))
-        source = "evaluate"
-    else:
-        headline = run.get("headline")
-        if not isinstance(headline, str) or "/" not in headline:
-            raise ReportError(f"{path}: '_run.headline' is {headline!r}, expected e.g. 'val/sari'")
-        tests = {k: v for k, v in {**data, **(run.get("test_metrics") or {})}.items()
-                 if k.startswith("test/") and k != "test/loss"}
-        prefix = "test" if tests else headline.split("/", 1)[0]
-        metrics = {k.split("/", 1)[1]: _number(path, k, v) for k, v in {**data, **tests}.items()
-                   if k.startswith(prefix + "/") and k != f"{prefix}/loss"}
-        if not metrics:
-            raise ReportError(f"{path}: no '{prefix}/<metric>' keys (did the run validate with generation?)")
-        split = SPLIT_NAMES.get(prefix, prefix)
-        fraction = run.get("train_fraction")
-        if fraction is None:
-            fraction = _train_fraction_from_config(Path(path).parent)
-        if fraction is None:
-            print(f"warning: {path}: train_fraction unknown (no _run.train_fraction, no .hydra/config.yaml); assuming 1.0",
-                  file=sys.stderr)
-            fraction = 1.0
-        files = ()
-        source = "train"
-    model = run.get("model")
-    model_key, size = split_model_name(model)
-    if run.get("size") in ("base", "large"):
-        size = run["size"]
-    return RunResult(Path(path), source, str(run["task"]), model_key, size, split,
-                     _number(path, "_run.train_fraction", fraction), metrics, files)
+        rec = RunRecord.load(path)
+    except RunRecordError as e:
+        raise ReportError(str(e)) from None
+    split, scores = rec.scores()
+    metrics = {k: v for k, v in scores.items() if k != "loss"}
+    if not metrics:
+        raise ReportError(f"{path}: no scores in '{'test_metrics' if split == 'test' and rec.test_metrics else 'metrics'}' "
+                          f"(did the run validate with generation?)")
+    model_key, size = split_model_name(rec.model)
+    if rec.size in ("base", "large"):
+        size = rec.size
+    files = tuple(str(f) for f in (rec.dataset or {}).get("files", ()))
+    return RunResult(Path(path), rec.source, rec.task, model_key, size, split, float(rec.train_fraction), metrics, files)
 
 
 # ===================================================================================================================

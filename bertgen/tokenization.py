@@ -9,7 +9,7 @@ libraries; this module only reproduces HF's conventions around them (special tok
 clean-up) and reads/writes HF's file layout.
 
 Files recognised in a folder (``Tokenizer.load``):
-- ``spiece.model``: SentencePiece in the BertGeneration convention (reference.md §6);
+- ``spiece.model``: SentencePiece in the BertGeneration convention (transformers' `tokenization_bert_generation.py`);
 - ``tokenizer.json``: any ``tokenizers`` JSON (WordPiece, BPE or Unigram model);
 - ``vocab.txt``: BERT WordPiece;
 - ``vocab.json`` + ``merges.txt``: RoBERTa (``<s>``/``<pad>`` in the vocab) or GPT-2 byte-level BPE.
@@ -31,6 +31,7 @@ import tokenizers
 from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE, WordPiece
 
+from bertgen.errors import BertgenError
 from bertgen.hub import resolve_checkpoint
 
 __all__ = [
@@ -63,8 +64,45 @@ GPT2_SPECIALS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "un
 _LSTRIP_TOKENS = {"roberta": {"<mask>"}}
 
 
-class TokenizerNotFoundError(FileNotFoundError):
+class TokenizerNotFoundError(BertgenError, FileNotFoundError):
     """A folder or file that holds no vocabulary this module can read."""
+
+
+# How `Tokenizer.for_text` pre-tokenises WordPiece text (the other families keep the text's spacing by themselves):
+#   standard: the tokenizer's own (BERT: split on whitespace and punctuation), as transformers does;
+#   exact:    split on whitespace only, so that a piece glued to the one before it (``'s``, ``mid-tempo``, ``U.S.``)
+#             is a ``##`` continuation and decoding restores every space and every join;
+#   digits:   exact only where punctuation touches a digit (``1,000``, ``2019.``, ``5-year``), standard elsewhere:
+#             the only joins mteval-v14 BLEU tokenisation can see.
+SPACINGS = ("standard", "exact", "digits")
+# BERT's punctuation (``tokenizers`` BertPreTokenizer / HF ``_is_punctuation``): ASCII symbols and Unicode P*.
+_BERT_PUNCT = r"[!-/:-@\[-`{-~\p{P}]"
+_PRE_TOKENIZERS = {
+    "exact": {"type": "WhitespaceSplit"},
+    "digits": {"type": "Sequence", "pretokenizers": [
+        {"type": "WhitespaceSplit"},
+        {"type": "Split", "pattern": {"Regex": rf"(?<![0-9]){_BERT_PUNCT}(?![0-9])"}, "behavior": "Isolated",
+         "invert": False},
+    ]},
+}
+# Vocabulary rows that no text ever maps to, in the order they are taken for an atomic token (`Tokenizer.for_text`):
+# BERT's ``[unusedN]`` and fairseq/RoBERTa's ``madeupwordNNNN``.
+_RESERVED_ROW = re.compile(r"\[unused\d+\]|madeupword\d+")
+
+
+def _check_spacing(spacing: str) -> None:
+    if spacing not in SPACINGS:
+        raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}; got {spacing!r}")
+
+
+def _reserved_row(vocab: dict[str, int], taken: set[int]) -> int | None:
+    """The lowest reserved id of a token -> id vocabulary: a ``[unusedN]`` / ``madeupwordNNNN`` entry, else an id
+    below the largest one that has no token (the RoBERTa vocab.json of some releases lacks its madeupwords)."""
+    named = [i for t, i in vocab.items() if _RESERVED_ROW.fullmatch(t) and i not in taken]
+    if named:
+        return min(named)
+    used = set(vocab.values()) | taken
+    return next((i for i in range(max(vocab.values(), default=-1)) if i not in used), None)
 
 
 def _clean_up_tokenization(text: str) -> str:
@@ -237,6 +275,29 @@ class Tokenizer(ABC):
             seqs = seqs.tolist()
         return [self.decode(s, skip_special_tokens) for s in seqs]
 
+    # ---- task text conventions --------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def atomic_tokens(self) -> tuple[str, ...]:
+        """Token strings that are never split (special tokens and added tokens)."""
+
+    @abstractmethod
+    def for_text(self, *, atomic_tokens: Sequence[str] = (), spacing: str = "standard",
+                 clean_up: bool | None = None) -> "Tokenizer":
+        """A copy of this tokenizer set up for a task's text (``bertgen.text.TextConvention.prepare``); never
+        changes ``self``. Applying it twice gives the same tokenizer.
+
+        ``atomic_tokens``: strings that become one token that never splits, on encoding and decoding (WikiSplit's
+        ``<::::>``). Each takes, in this order: the id it already has; a reserved row of the vocabulary (BERT's first
+        free ``[unusedN]``, RoBERTa's ``madeupwordNNNN`` or an id the vocabulary file leaves without a token), so
+        the model's embedding matrix keeps its size; else a new id after the vocabulary (GPT-2), for which a
+        warm-started model grows one row (``EncoderDecoder.from_encoder_decoder_pretrained(...,
+        decoder_vocab_size=len(tokenizer))``).
+        ``spacing``: how WordPiece pre-tokenises (``SPACINGS``); the other families are lossless already.
+        ``clean_up``: HF's ``clean_up_tokenization_spaces`` after decoding; None keeps this tokenizer's own
+        (for WordPiece, including the clean-up its ``tokenizer.json`` decoder does).
+        """
+
     def _check_ids(self, ids: list[int]) -> None:
         if ids and (min(ids) < 0 or max(ids) >= self.vocab_size):
             bad = next(i for i in ids if i < 0 or i >= self.vocab_size)
@@ -281,13 +342,16 @@ class Tokenizer(ABC):
 
 
 class SentencePieceTokenizer(Tokenizer):
-    """HF ``BertGenerationTokenizer`` semantics over a SentencePiece model (reference.md §6).
+    """HF ``BertGenerationTokenizer`` semantics over a SentencePiece model (transformers' `tokenization_bert_generation.py`).
 
     - Special tokens missing from the spm vocabulary are appended after it (order bos, eos, unk, sep, pad).
     - Special token strings inside the text (e.g. WikiSplit's ``<::::>`` separator) are split out first and
       mapped to their ids; the text between them is encoded by sentencepiece chunk by chunk, as HF does.
     - ``add_special_tokens`` adds nothing (HF does not override ``build_inputs_with_special_tokens``).
     - Decoding concatenates special tokens without spaces, sentencepiece-decodes the runs between them, strips.
+    - ``atomic_tokens``: non-special added tokens (e.g. a task's separator when the model lacks it), split out of
+      the text like specials and decoded as HF's ``PreTrainedTokenizer._decode`` does added tokens (as separate
+      sub-texts joined by one space); a token missing from the vocabulary is appended after the specials.
     """
 
     kind = "sentencepiece"
@@ -299,9 +363,11 @@ class SentencePieceTokenizer(Tokenizer):
         clean_up_tokenization_spaces: bool = False,
         added_tokens: dict[int, str] | None = None,
         source: str = "<bytes>",
+        atomic_tokens: Sequence[str] = (),
     ) -> None:
         """``added_tokens``: id -> token already assigned by a saved ``tokenizer_config.json``
-        (``added_tokens_decoder``); ids below the spm size must name the same piece, the others must follow on."""
+        (``added_tokens_decoder``); ids below the spm size must name the same piece, the others must follow on.
+        ``atomic_tokens``: non-special tokens that never split (see the class docstring)."""
         specials = dict(BERT_GENERATION_SPECIALS if specials is None else specials)
         super().__init__(specials, clean_up_tokenization_spaces)
         self._source = source
@@ -329,12 +395,18 @@ class SentencePieceTokenizer(Tokenizer):
             if token not in vocab:
                 vocab[token] = len(pieces)
                 pieces.append(token)
+        self._special_set = set(self.all_special_tokens)
+        self._atomic = tuple(dict.fromkeys(t for t in atomic_tokens if t not in self._special_set))
+        for token in self._atomic:
+            if token not in vocab:
+                vocab[token] = len(pieces)
+                pieces.append(token)
         self._pieces = pieces
         self._vocab = vocab
-        self._special_set = set(self.all_special_tokens)
+        self._split_set = self._special_set | set(self._atomic)
         self._special_id_set = set(self.all_special_ids)
         # Longest first, so that a special token that contains another one wins (HF's trie does the same).
-        alternation = "|".join(re.escape(t) for t in sorted(self._special_set, key=len, reverse=True))
+        alternation = "|".join(re.escape(t) for t in sorted(self._split_set, key=len, reverse=True))
         self._split_re = re.compile(f"({alternation})") if alternation else None
 
     @property
@@ -365,7 +437,7 @@ class SentencePieceTokenizer(Tokenizer):
         if isinstance(texts, str):
             raise TypeError("batch_encode takes a list of strings; use encode for one string")
         chunked = [self._chunks(t) for t in texts]
-        plain = [c for chunks in chunked for c in chunks if c not in self._special_set]
+        plain = [c for chunks in chunked for c in chunks if c not in self._split_set]
         # HF maps every piece with piece_to_id (unknown surfaces -> unk); doing the same keeps ids identical.
         piece_lists = self._sp.encode(plain, out_type=str) if plain else []
         it = iter(piece_lists)
@@ -373,7 +445,7 @@ class SentencePieceTokenizer(Tokenizer):
         for chunks in chunked:
             ids: list[int] = []
             for c in chunks:
-                if c in self._special_set:
+                if c in self._split_set:
                     ids.append(self._vocab[c])
                 else:
                     pieces = next(it)
@@ -387,24 +459,59 @@ class SentencePieceTokenizer(Tokenizer):
             raise TypeError(f"encode takes a string, got {type(text).__name__}")
         return self.batch_encode([text], add_special_tokens)[0]
 
-    def decode(self, ids: Any, skip_special_tokens: bool = True) -> str:
-        ids = _as_id_list(ids)
-        self._check_ids(ids)
+    def _tokens_to_string(self, tokens: list[str]) -> str:
+        """HF ``BertGenerationTokenizer.convert_tokens_to_string``: specials verbatim and unspaced, runs decoded."""
         out: list[str] = []
         run: list[str] = []
-        for i in ids:
-            token = self._pieces[i]
+        for token in tokens:
             if token in self._special_set:
-                if skip_special_tokens:
-                    continue
                 out.append(self._sp.decode_pieces(run))
                 out.append(token)
                 run = []
             else:
                 run.append(token)
         out.append(self._sp.decode_pieces(run))
-        text = "".join(out).strip()
+        return "".join(out).strip()
+
+    def decode(self, ids: Any, skip_special_tokens: bool = True) -> str:
+        ids = _as_id_list(ids)
+        self._check_ids(ids)
+        tokens = [self._pieces[i] for i in ids if not (skip_special_tokens and self._pieces[i] in self._special_set)]
+        if not self._atomic:
+            text = self._tokens_to_string(tokens)
+        else:  # HF's PreTrainedTokenizer._decode: each added token is a sub-text of its own, joined by one space
+            sub_texts: list[str] = []
+            current: list[str] = []
+            for token in tokens:
+                if token in self._atomic:
+                    if current:
+                        string = self._tokens_to_string(current)
+                        if string:
+                            sub_texts.append(string)
+                        current = []
+                    sub_texts.append(token)
+                else:
+                    current.append(token)
+            if current:
+                sub_texts.append(self._tokens_to_string(current))
+            text = " ".join(sub_texts)
         return _clean_up_tokenization(text) if self.clean_up_tokenization_spaces else text
+
+    @property
+    def atomic_tokens(self) -> tuple[str, ...]:
+        """Tokens that never split: the special tokens, then the non-special added ones."""
+        return tuple(self.all_special_tokens) + self._atomic
+
+    def for_text(self, *, atomic_tokens: Sequence[str] = (), spacing: str = "standard",
+                 clean_up: bool | None = None) -> "SentencePieceTokenizer":
+        """See `Tokenizer.for_text`. SentencePiece keeps the text's spacing itself (``spacing`` changes nothing)."""
+        _check_spacing(spacing)
+        added = {self._vocab[t]: t for t in self._vocab if self._vocab[t] >= self._sp.get_piece_size()}
+        atomic = self._atomic + tuple(t for t in atomic_tokens if t not in self._special_set and t not in self._atomic)
+        return SentencePieceTokenizer(self._proto, dict(self.special_tokens),
+                                      self.clean_up_tokenization_spaces if clean_up is None else bool(clean_up),
+                                      {i: t for i, t in added.items() if t in self._special_set or t in self._atomic},
+                                      self._source, atomic)
 
     def save(self, directory: str | os.PathLike) -> None:
         directory = Path(directory)
@@ -412,8 +519,8 @@ class SentencePieceTokenizer(Tokenizer):
         (directory / SPIECE).write_bytes(self._proto)
         added = {
             str(self._vocab[t]): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
-                                  "single_word": False, "special": True}
-            for t in sorted(self._special_set, key=self._vocab.__getitem__)
+                                  "single_word": False, "special": t in self._special_set}
+            for t in sorted(self._split_set, key=self._vocab.__getitem__)
         }
         config = self._config_for_save("BertGenerationTokenizer",
                                        {"added_tokens_decoder": added, "sp_model_kwargs": {}})
@@ -462,6 +569,7 @@ class FastTokenizer(Tokenizer):
         self.kind = self._KINDS[model_type]
         self.family = family
         self._config = dict(config or {})
+        self._source = source
         # Encoding never truncates or pads here (HF does neither unless asked): the data pipeline owns lengths.
         tokenizer.no_truncation()
         tokenizer.no_padding()
@@ -519,6 +627,55 @@ class FastTokenizer(Tokenizer):
         self._check_ids(ids)
         text = self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
         return _clean_up_tokenization(text) if self.clean_up_tokenization_spaces else text
+
+    @property
+    def atomic_tokens(self) -> tuple[str, ...]:
+        return tuple(t.content for _, t in sorted(self._tok.get_added_tokens_decoder().items()))
+
+    def for_text(self, *, atomic_tokens: Sequence[str] = (), spacing: str = "standard",
+                 clean_up: bool | None = None) -> "FastTokenizer":
+        """See `Tokenizer.for_text`. WordPiece: ``spacing`` replaces the pre-tokenizer, and the ``tokenizer.json``
+        decoder's own per-token clean-up is turned off in favour of one clean-up, HF's Python
+        ``clean_up_tokenization``, applied when ``clean_up`` (for None: this tokenizer's effective clean-up, its
+        decoder's included) says so. The result saves a ``tokenizer.json`` and ``tokenizer_config.json`` that
+        transformers reads back to the same ids and text."""
+        _check_spacing(spacing)
+        state = json.loads(self._tok.to_str())
+        model = state["model"]
+        effective_clean_up = self.clean_up_tokenization_spaces
+        decoder = state.get("decoder") or {}
+        if decoder.get("type") == "WordPiece":
+            effective_clean_up = effective_clean_up or bool(decoder.get("cleanup", True))
+            state["decoder"] = {**decoder, "cleanup": False}
+        if model.get("type") == "WordPiece" and spacing != "standard":
+            state["pre_tokenizer"] = _PRE_TOKENIZERS[spacing]
+        # Atomic tokens: an existing id, else a reserved row of a token -> id vocabulary, else appended below.
+        added = state.setdefault("added_tokens", [])
+        vocab = model.get("vocab") if isinstance(model.get("vocab"), dict) else None
+        lstrip = model.get("type") != "WordPiece"  # the space before a separator is part of it, not a token
+        append: list[str] = []
+        for token in dict.fromkeys(atomic_tokens):
+            if any(a["content"] == token for a in added):
+                continue
+            token_id = self._tok.token_to_id(token)
+            if token_id is None and vocab is not None:
+                token_id = _reserved_row(vocab, {a["id"] for a in added})
+                if token_id is not None:
+                    for name in [k for k, v in vocab.items() if v == token_id]:
+                        del vocab[name]
+                    vocab[token] = token_id
+            if token_id is None:
+                append.append(token)
+                continue
+            added.append({"id": token_id, "content": token, "single_word": False, "lstrip": lstrip, "rstrip": False,
+                          "normalized": False, "special": False})
+        backend = tokenizers.Tokenizer.from_str(json.dumps(state))
+        if append:
+            backend.add_tokens([AddedToken(t, single_word=False, lstrip=lstrip, rstrip=False, normalized=False,
+                                           special=False) for t in append])
+        return FastTokenizer(backend, dict(self.special_tokens),
+                             effective_clean_up if clean_up is None else bool(clean_up), self.family,
+                             self._config, self._source)
 
     def batch_decode(self, seqs: Any, skip_special_tokens: bool = True) -> list[str]:
         if hasattr(seqs, "tolist"):
@@ -661,16 +818,17 @@ def _sentencepiece_from(path: Path, config: dict[str, Any], specials: dict[str, 
     except OSError as e:
         raise ValueError(f"cannot read SentencePiece model {path}: {e}") from e
     added: dict[int, str] = {}
+    atomic: list[str] = []  # non-special added tokens (a task's separator, `Tokenizer.for_text`)
     for key, entry in (config.get("added_tokens_decoder") or {}).items():
         content = _token_content(entry, path.parent / CONFIG_JSON, f"added_tokens_decoder[{key}]")
-        if isinstance(entry, dict) and not entry.get("special", True):
-            raise ValueError(f"{path.parent / CONFIG_JSON}: non-special added token {content!r} is not supported")
         if isinstance(entry, dict) and (entry.get("lstrip") or entry.get("rstrip") or entry.get("single_word")):
             raise ValueError(f"{path.parent / CONFIG_JSON}: added token {content!r} uses lstrip/rstrip/single_word, "
                              f"which BertGenerationTokenizer checkpoints do not and bertgen does not support")
+        if isinstance(entry, dict) and not entry.get("special", True):
+            atomic.append(content)
         added[int(key)] = content
     return SentencePieceTokenizer(proto, {**BERT_GENERATION_SPECIALS, **specials},
-                                  bool(config.get("clean_up_tokenization_spaces", False)), added, str(path))
+                                  bool(config.get("clean_up_tokenization_spaces", False)), added, str(path), atomic)
 
 
 def _load_folder(folder: Path) -> Tokenizer:
@@ -737,7 +895,7 @@ def train_sentencepiece(
 
     Used for random-init models and the paper's Table 6 ablation (16k BPE SentencePieces on DiscoFuse;
     Rothe et al. 2020 §5). Layout: ``<pad>``=0, ``</s>``=1, ``<s>``=2 (as the BBC BertGeneration config,
-    reference.md §6), ``<unk>``=3, and ``<::::>``=4 as a user-defined symbol, so no token is appended and
+    `tokenization_bert_generation.py`), ``<unk>``=3, and ``<::::>``=4 as a user-defined symbol, so no token is appended and
     ``vocab_size`` is exactly the requested size. Training happens in memory (no files in the working directory);
     with ``output_dir`` the tokenizer is also saved there.
 

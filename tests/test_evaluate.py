@@ -8,7 +8,6 @@ that killing evaluate.py mid-run leaves no output file.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -28,11 +27,10 @@ from bertgen.lit_module import Seq2SeqModule
 from bertgen.metrics import task_metrics
 from bertgen.tokenization import load_tokenizer, train_sentencepiece
 
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bertgen_evaluate_cli", REPO / "evaluate.py")
-EV = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = EV  # dataclasses look their module up here
-_spec.loader.exec_module(EV)
+from bertgen.errors import BertgenError
+from bertgen.evaluation import EvaluationError, evaluate
+from conftest import REPO
+from evaluate import options
 
 SIZES = {"train": 200, "validation": 12, "test": 24}
 FILES = ("predictions.jsonl", "metrics.json")
@@ -42,7 +40,7 @@ def run_eval(out: Path, *overrides: str) -> dict:
     """evaluate.py in-process: compose conf/evaluate.yaml with ``overrides`` and evaluate into ``out``."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("evaluate", overrides=list(overrides))
-    return EV.evaluate(cfg, out, list(overrides))
+    return evaluate(options(cfg, list(overrides)), out).to_dict()
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -62,7 +60,8 @@ def tiny_run(tmp_path_factory) -> Path:
     lit = Seq2SeqModule(model={"kind": "encoder_decoder", "encoder": side, "decoder": side, "share_embeddings": True},
                         special_tokens=special, generation={"num_beams": 1, "max_new_tokens": 8})
     lit.export(root / "model", tok)
-    task = OmegaConf.load(REPO / "conf" / "task" / "quickstart.yaml")
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        task = OmegaConf.create(OmegaConf.to_container(compose("train", overrides=["task=quickstart"]).task, resolve=True))
     task.synthetic = SIZES
     task.generation.max_new_tokens = 8
     (root / ".hydra").mkdir()
@@ -88,8 +87,9 @@ def test_run_dir_writes_predictions_and_metrics(tiny_run, tmp_path):
     assert saved["conventions"] == {"mode": "run", "task_options": {"max_source_length": 48, "max_target_length": 48}}
     assert saved["dataset"]["files"] == ["test.tsv"] and len(saved["dataset"]["hash"]) >= 16
     assert saved["versions"]["torch"] == torch.__version__
-    assert saved["_run"] == {"source": "evaluate", "task": "quickstart", "metrics_task": "quickstart",
-                             "model": "quickstart", "size": None, "split": "test", "train_fraction": 1.0}
+    run = {k: saved[k] for k in ("source", "task", "metrics_task", "model", "size", "split", "train_fraction")}
+    assert run == {"source": "evaluate", "task": "quickstart", "metrics_task": "quickstart",
+                   "model": "quickstart", "size": None, "split": "test", "train_fraction": 1.0}
     # the scores are those of the written predictions
     metrics, headline = task_metrics("quickstart")
     metrics.update([r["prediction"] for r in rows], [[r["target"]] for r in rows], [r["source"] for r in rows])
@@ -102,7 +102,7 @@ def test_decoding_overrides_and_task_overrides_reach_the_runs_task(tiny_run, tmp
     saved = run_eval(out, f"ckpt={tiny_run}", f"cache_dir={tmp_path / 'cache'}", "generation.num_beams=1",
                      "task.generation.max_new_tokens=3", "max_examples=5")
     assert saved["generation"]["num_beams"] == 1 and saved["generation"]["max_new_tokens"] == 3
-    assert saved["_run"]["task"] == "quickstart"
+    assert saved["task"] == "quickstart"
     rows = read_rows(out / "predictions.jsonl")
     assert len(rows) == saved["examples"] == 5 and saved["examples_in_split"] == SIZES["test"]
     tok = load_tokenizer(tiny_run / "tokenizer")
@@ -113,7 +113,8 @@ def test_model_folder_without_run_uses_released_conventions(tiny_run, tmp_path):
     folder = tmp_path / "released"
     shutil.copytree(tiny_run / "model", folder)
     common = (f"ckpt={folder}", f"cache_dir={tmp_path / 'cache'}", "max_examples=4", "generation.num_beams=1",
-              "generation.max_new_tokens=8")
+              "generation.max_new_tokens=8", "+task_options.max_source_length=48",  # the tiny model has 64 positions
+              "+task_options.max_target_length=48")
     saved = run_eval(tmp_path / "a", *common, "task=discofuse", f"data_dir={tiny_run / 'data'}")
     assert saved["checkpoint"]["kind"] == "folder" and saved["conventions"]["mode"] == "released"
     assert saved["dataset"]["task_options"]["source_replacements"] == {'"': "`"}  # DiscoFuse model card
@@ -122,7 +123,7 @@ def test_model_folder_without_run_uses_released_conventions(tiny_run, tmp_path):
     none = run_eval(tmp_path / "b", *common, "task=discofuse", f"data_dir={tiny_run / 'data'}", "conventions=none")
     assert none["dataset"]["task_options"]["source_replacements"] == {}
     assert none["dataset"]["cache_key"] != saved["dataset"]["cache_key"]
-    with pytest.raises(EV.EvaluationError, match="conventions=run needs a checkpoint inside a train.py run dir"):
+    with pytest.raises(EvaluationError, match="conventions=run needs a checkpoint inside a train.py run dir"):
         run_eval(tmp_path / "c", *common, "task=discofuse", f"data_dir={tiny_run / 'data'}", "conventions=run")
 
     # WikiSplit: the released checkpoint reads bos + sentence + eos; BLEU is among its metrics
@@ -137,8 +138,10 @@ def test_model_folder_without_run_uses_released_conventions(tiny_run, tmp_path):
 
 
 def test_decoder_only_folder_decodes_like_the_lightning_module(tiny_run, tmp_path):
-    """The `gpt` variant: evaluate.py feeds "source <sep>" exactly as `Seq2SeqModule.generate` does."""
-    from bertgen.callbacks import decode_predictions
+    """The `gpt` variant: evaluate.py feeds "source <sep>" exactly as `Seq2SeqModule.generate` does, with the
+    separator saved in the model's generation config."""
+    from bertgen.model.generation import text_special_ids
+    from bertgen.text import decode_generated
 
     tok = load_tokenizer(tiny_run / "tokenizer")
     side = dict(family="gpt2", vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -149,24 +152,25 @@ def test_decoder_only_folder_decodes_like_the_lightning_module(tiny_run, tmp_pat
     torch.manual_seed(0)
     lit = Seq2SeqModule(model={"kind": "decoder_only", "decoder": side}, special_tokens=special).eval()
     lit.export(tmp_path / "gpt", tok)
+    assert json.loads((tmp_path / "gpt" / "generation_config.json").read_text())["sep_token_id"] == tok.eos_token_id
     saved = run_eval(tmp_path / "eval", f"ckpt={tmp_path / 'gpt'}", "task=discofuse", f"data_dir={tiny_run / 'data'}",
                      f"cache_dir={tmp_path / 'cache'}", "generation.num_beams=1", "generation.max_new_tokens=6",
-                     "max_examples=6", "batch_size=1")
+                     "max_examples=6", "batch_size=1", "+task_options.max_source_length=64")
     rows = read_rows(tmp_path / "eval" / "predictions.jsonl")
     assert len(rows) == saved["examples"] == 6 and saved["generation_resolved"] is None
     for row in rows:
         ids = torch.tensor([tok.encode(row["source"])])
         out = lit.generate({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, num_beams=1, max_new_tokens=6)
-        out = torch.cat([torch.full((1, 1), tok.pad_token_id), out], 1)
-        expected = decode_predictions(tok, out, tok.eos_token_id, {tok.pad_token_id, tok.bos_token_id})[0]
+        eos, never = text_special_ids(lit.model, num_beams=1, max_new_tokens=6)
+        expected = decode_generated(tok, out, eos_token_ids=eos, drop_ids=never)[0]
         assert row["prediction"] == expected
     assert any(row["prediction"] for row in rows)  # an untied random LM does not stop at once
 
 
 def test_crash_mid_generation_leaves_no_output(tiny_run, tmp_path, monkeypatch):
-    import bertgen.callbacks as callbacks
+    import bertgen.evaluation as evaluation
 
-    real, calls = callbacks.decode_predictions, []
+    real, calls = evaluation.decode_generated, []
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -174,7 +178,7 @@ def test_crash_mid_generation_leaves_no_output(tiny_run, tmp_path, monkeypatch):
             raise RuntimeError("injected failure in the second batch")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(callbacks, "decode_predictions", failing)
+    monkeypatch.setattr(evaluation, "decode_generated", failing)
     out = tmp_path / "eval"
     with pytest.raises(RuntimeError, match="injected"):
         run_eval(out, f"ckpt={tiny_run}", f"cache_dir={tmp_path / 'cache'}", "batch_size=8")
@@ -190,7 +194,7 @@ def test_crash_mid_generation_leaves_no_output(tiny_run, tmp_path, monkeypatch):
     ("", "ckpt is required"),
 ])
 def test_bad_checkpoint_arguments(tiny_run, tmp_path, ckpt, message):
-    with pytest.raises(EV.EvaluationError, match=message):
+    with pytest.raises(EvaluationError, match=message):
         run_eval(tmp_path, f"ckpt={ckpt.format(run=tiny_run)}" if ckpt else "ckpt=null")
 
 
@@ -199,9 +203,9 @@ def test_bare_ckpt_needs_a_tokenizer_and_is_unpickled_safely(tiny_run, tmp_path)
 
     ckpt = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}, "extra": np.arange(3)}, ckpt)  # a numpy array: refused by the weights-only loader
-    with pytest.raises(EV.EvaluationError, match="pass tokenizer="):
+    with pytest.raises(EvaluationError, match="pass tokenizer="):
         run_eval(tmp_path / "a", f"ckpt={ckpt}")
-    with pytest.raises(EV.EvaluationError, match="refuses .*pass trust_checkpoint=true"):
+    with pytest.raises(BertgenError, match="refuses .*loads only tensors and plain data"):
         run_eval(tmp_path / "b", f"ckpt={ckpt}", f"tokenizer={tiny_run / 'tokenizer'}")
 
 
@@ -212,7 +216,7 @@ def test_bare_ckpt_needs_a_tokenizer_and_is_unpickled_safely(tiny_run, tmp_path)
     (["conventions=sometimes"], "conventions must be auto, run, released or none"),
 ])
 def test_bad_options_fail_before_decoding(tiny_run, tmp_path, overrides, message):
-    with pytest.raises(EV.EvaluationError, match=message):
+    with pytest.raises(BertgenError, match=message):
         run_eval(tmp_path, f"ckpt={tiny_run}", f"cache_dir={tmp_path / 'cache'}", *overrides)
     assert not any((tmp_path / f).exists() for f in FILES)
 
@@ -280,3 +284,25 @@ def test_killed_mid_run_leaves_no_output(trained_run, tmp_path):
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
     assert out.is_dir() and not any((out / f).exists() for f in FILES)
+
+
+@pytest.mark.slow
+def test_train_evaluate_report_read_one_run_record_schema(trained_run, tmp_path):
+    """train.py and evaluate.py write the same run record; the report reads both and shows a row for each."""
+    from bertgen.run_record import RunRecord
+
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "evaluate.py", f"ckpt={trained_run}", "max_examples=16",
+                           f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}"],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained, evaluated = RunRecord.load(trained_run), RunRecord.load(out)
+    assert (trained.source, trained.split, evaluated.source, evaluated.split) == ("train", "validation", "evaluate", "test")
+    assert trained.best_score is not None and trained.metrics["sari"] >= 0 and evaluated.examples == 16
+    proc = subprocess.run([sys.executable, "-m", "bertgen.report", str(trained_run), str(out), "--no-png",
+                           "--out", str(tmp_path / "report")], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| quickstart")]
+    assert len(rows) == 2, proc.stdout
+    assert any("| validation |" in r and f"{trained.metrics['sari']:.2f}" in r for r in rows), rows
+    assert any("| test |" in r and f"{evaluated.metrics['sari']:.2f}" in r for r in rows), rows

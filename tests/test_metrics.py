@@ -17,7 +17,7 @@ import torch
 from bertgen.metrics import (
     ROUGE,
     SARI,
-    TASKS,
+    TASK_METRICS,
     ExactMatch,
     NLTKCorpusBLEU,
     SacreBLEU,
@@ -30,7 +30,7 @@ from bertgen.metrics import (
 from conftest import SHARED
 
 VECTORS = SHARED / "testdata" / "metrics"
-TOL = 1e-9  # pure-Python float64 references (metrics.md §7.14); the task asks for 1e-4
+TOL = 1e-9  # pure-Python float64 references ; the task asks for 1e-4
 
 
 def _load(name: str) -> dict:
@@ -343,7 +343,7 @@ def test_split_sentences():
 # ------------------------------------------------------------------------------------------- registry
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize("task", sorted(TASK_METRICS))
 def test_task_metrics_uniform_update(task):
     metrics, headline = task_metrics(task)
     preds = ["The cat sat on the mat .", "He was born in Paris . <::::> He died in Rome ."]

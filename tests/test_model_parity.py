@@ -108,7 +108,7 @@ def test_gpt_round_trip(tmp_path):
 
 def test_start_token_equal_to_pad_never_sees_the_future(tmp_path):
     hf = hf_encoder_decoder("bertgen2bertgen")
-    hf.config.decoder_start_token_id = hf.config.pad_token_id  # the historical trap (reference.md §3.3)
+    hf.config.decoder_start_token_id = hf.config.pad_token_id  # the historical trap (transformers' EncoderDecoderModel docs)
     hf.save_pretrained(tmp_path)
     ours = EncoderDecoder.from_pretrained(tmp_path).eval()
     src, src_mask, labels = _batch(hf)

@@ -10,31 +10,25 @@ from pathlib import Path
 import pytest
 
 from bertgen import report
+from bertgen.run_record import RunRecord
 from bertgen.paper_tables import TABLE2, TABLES, split_model_name
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def train_run(d: Path, task: str, model: str, metrics: dict[str, float], fraction: float | None = 1.0) -> Path:
-    """A train.py-style run dir: flat `val/<metric>` keys + `_run`, train_fraction in .hydra/config.yaml."""
-    d.mkdir(parents=True)
-    flat = {f"val/{k}": v for k, v in metrics.items()}
-    headline = "val/sari" if "sari" in metrics else f"val/{next(iter(metrics))}"
-    data = {**flat, "val/loss": 1.5, "best_score": flat[headline],
-            "_run": {"task": task, "model": model, "headline": headline, "global_step": 10}}
-    (d / "metrics.json").write_text(json.dumps(data))
-    if fraction is not None:
-        (d / ".hydra").mkdir()
-        (d / ".hydra" / "config.yaml").write_text(f"task:\n  name: {task}\n  train_fraction: {fraction}\n")
+def train_run(d: Path, task: str, model: str, metrics: dict[str, float], fraction: float = 1.0) -> Path:
+    """A run dir as train.py leaves it: the run record of its last validation."""
+    headline = "sari" if "sari" in metrics else next(iter(metrics))
+    RunRecord(source="train", task=task, metrics_task=task, model=model, split="validation",
+              metrics={**metrics, "loss": 1.5}, headline=headline, best_score=metrics[headline], global_step=10,
+              train_fraction=fraction).save(d)
     return d
 
 
 def eval_run(d: Path, task: str, model: str, metrics: dict[str, float], files=("test.tsv",)) -> Path:
-    """An evaluate.py-style run dir."""
-    d.mkdir(parents=True)
-    data = {"metrics": metrics, "headline": "sari", "split": "test", "dataset": {"files": list(files)},
-            "_run": {"source": "evaluate", "task": task, "model": model, "split": "test", "train_fraction": 1.0}}
-    (d / "metrics.json").write_text(json.dumps(data))
+    """A run dir as evaluate.py leaves it."""
+    RunRecord(source="evaluate", task=task, metrics_task=task, model=model, split="test", metrics=metrics,
+              headline="sari", dataset={"files": list(files)}).save(d)
     return d
 
 
@@ -42,7 +36,7 @@ def test_paper_tables_are_complete_and_as_printed():
     for t in TABLES.values():
         for row in t.rows:
             assert len(row.values) == len(t.columns), (t.number, row.label)
-    # spot checks against docs/paper.md §6 (the paper's Tables 2-5)
+    # spot checks against the paper's Tables 2-5
     assert TABLE2.lookup("bert2bert", "base") == {"100% Exact": 63.9, "100% SARI": 89.3, "10% SARI": 86.1, "1% SARI": 81.2}
     assert TABLE2.lookup("robertashare", "large")["100% SARI"] == 90.3
     assert TABLES[3].lookup("bertshare", "base") == {"Exact": 16.3, "SARI": 63.5, "BLEU": 77.2}
@@ -109,10 +103,15 @@ def test_png_chart(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     ("{not json", "not valid JSON"),
-    ('{"val/sari": 1}', "no '_run' object"),
-    ('{"val/sari": 1, "_run": {"model": "m", "headline": "val/sari"}}', "'_run' has no 'task' key"),
-    ('{"val/sari": "x", "_run": {"task": "discofuse", "model": "m", "headline": "val/sari"}}', "key 'val/sari' is 'x'"),
-    ('{"val/loss": 1, "_run": {"task": "discofuse", "model": "m", "headline": "val/sari"}}', "no 'val/<metric>' keys"),
+    ('{"val/sari": 1}', "key 'schema' is None"),
+    ('{"schema": 1, "source": "train", "model": "m", "split": "validation", "metrics": {}, "headline": "sari"}',
+     "missing key 'task'"),
+    ('{"schema": 1, "source": "train", "task": "discofuse", "model": "m", "split": "validation", '
+     '"metrics": {"sari": "x"}, "headline": "sari"}', "key 'metrics.sari' is 'x'"),
+    ('{"schema": 1, "source": "train", "task": "discofuse", "model": "m", "split": "validation", '
+     '"metrics": {"loss": 1.0}, "headline": "sari"}', "no scores in 'metrics'"),
+    ('{"schema": 1, "source": "train", "task": "discofuse", "model": "m", "split": "dev", "metrics": {}, '
+     '"headline": "sari"}', "split must be one of"),
 ])
 def test_bad_metrics_json_names_file_and_key(tmp_path, content, message):
     (tmp_path / "metrics.json").write_text(content)

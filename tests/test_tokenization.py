@@ -172,12 +172,12 @@ def test_add_special_tokens_layout(pair):
         assert with_specials == [ours.cls_token_id, *plain, ours.sep_token_id]
     elif name == "roberta":
         assert with_specials == [ours.bos_token_id, *plain, ours.eos_token_id]
-    else:  # GPT-2 and BertGeneration add nothing (reference.md §6)
+    else:  # GPT-2 and BertGeneration add nothing (`tokenization_bert_generation.py`)
         assert with_specials == plain
 
 
 def test_bert_generation_reference_vectors():
-    """Exact values of transformers' test_tokenization_bert_generation.py (reference.md §6)."""
+    """Exact values of transformers' test_tokenization_bert_generation.py (`tokenization_bert_generation.py`)."""
     tok = load_tokenizer(SPM_FIXTURE)
     assert isinstance(tok, SentencePieceTokenizer)
     assert tok.sp_model.get_piece_size() == 1000 and tok.vocab_size == len(tok.get_vocab()) == 1002
@@ -273,6 +273,79 @@ def test_source_and_target_tokenizers_are_independent(bert_dir, gpt2_dir):
     assert src.encode("the cat sat .", add_special_tokens=True) == before == [101, 1996, 4937, 2938, 1012, 102]
     assert tgt.encode("Hello world") == [15496, 995]  # data/README.md
     assert isinstance(src, FastTokenizer) and src.kind == "wordpiece" and tgt.kind == "bpe"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenizers prepared for a task's text (Tokenizer.for_text; bertgen.text.TextConvention)
+# ---------------------------------------------------------------------------------------------------------------
+PREPARED = [("exact", False), ("digits", False), ("standard", None)]  # tokenized, bleu, natural (bertgen.text.STYLES)
+
+
+@pytest.mark.parametrize("spacing,clean_up", PREPARED)
+def test_prepared_tokenizer_saves_what_transformers_reads_back_identically(pair, spacing, clean_up, tmp_path):
+    """The deliberate differences from the plain tokenizers live in the saved files, so transformers agrees with a
+    prepared tokenizer exactly: same vocabulary, same ids, same text."""
+    name, ours, hf = pair
+    before = ours.batch_encode(TEXTS)
+    prepared = ours.for_text(atomic_tokens=["<::::>"], spacing=spacing, clean_up=clean_up)
+    assert ours.batch_encode(TEXTS) == before  # the tokenizer it was made from is unchanged
+    assert prepared.for_text(atomic_tokens=["<::::>"], spacing=spacing, clean_up=clean_up).batch_encode(TEXTS) == \
+        prepared.batch_encode(TEXTS)  # applying it twice changes nothing
+    prepared.save(tmp_path)
+    reread = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    assert len(reread) == prepared.vocab_size == len(load_tokenizer(tmp_path))
+    seqs = prepared.batch_encode(TEXTS, add_special_tokens=True)
+    assert [reread.encode(t, add_special_tokens=True) for t in TEXTS] == seqs
+    for skip in (True, False):
+        assert [reread.decode(s, skip_special_tokens=skip) for s in seqs] == prepared.batch_decode(seqs, skip)
+    assert load_tokenizer(tmp_path).batch_encode(TEXTS) == prepared.batch_encode(TEXTS)
+    assert pickle.loads(pickle.dumps(prepared)).batch_encode(TEXTS[:20]) == prepared.batch_encode(TEXTS[:20])
+    sep = prepared.token_to_id("<::::>")
+    assert all(s.count(sep) == t.count("<::::>") for s, t in zip(seqs, TEXTS))  # one token, never split
+    if spacing == "standard" and name not in ("gpt2", "roberta"):
+        # natural text: the family's own pre-tokenisation (the separator aside)
+        assert [s for s, t in zip(prepared.batch_encode(TEXTS), TEXTS) if "<::::>" not in t] == \
+            [s for s, t in zip(before, TEXTS) if "<::::>" not in t]
+
+
+def test_atomic_tokens_take_a_reserved_row_else_a_new_one(bert_dir, gpt2_dir, roberta_dir, spm_dir, tmp_path):
+    bert = load_tokenizer(bert_dir).for_text(atomic_tokens=["<::::>", "<sep2>"])
+    assert (bert.token_to_id("<::::>"), bert.token_to_id("<sep2>"), bert.vocab_size) == (1, 2, 30522)  # [unused0/1]
+    assert bert.token_to_id("[unused0]") is None and bert.id_to_token(1) == "<::::>"
+    roberta = load_tokenizer(roberta_dir).for_text(atomic_tokens=["<::::>"])  # the ids this vocab.json leaves out
+    assert roberta.token_to_id("<::::>") == 50261 and max(roberta.get_vocab().values()) == 50264
+    gpt2 = load_tokenizer(gpt2_dir).for_text(atomic_tokens=["<::::>"])  # no reserved row: appended
+    assert (gpt2.token_to_id("<::::>"), gpt2.vocab_size) == (50257, 50258)
+    assert gpt2.decode(gpt2.encode("A . <::::> B .")) == "A .<::::> B ."  # lstrip: no stray space token
+    spm = load_tokenizer(spm_dir).for_text(atomic_tokens=["<::::>", "<sep2>"])
+    assert spm.token_to_id("<::::>") == spm.sep_token_id == 1000  # BertGeneration's sep already
+    assert (spm.token_to_id("<sep2>"), spm.vocab_size) == (1002, 1003)
+
+
+def test_sentencepiece_non_special_added_tokens_decode_like_transformers(spm_dir, tmp_path):
+    """A non-special added token is a sub-text of its own in transformers' slow decode (joined by one space)."""
+    tok = load_tokenizer(spm_dir).for_text(atomic_tokens=["<sep2>"])
+    tok.save(tmp_path)
+    hf = transformers.BertGenerationTokenizer.from_pretrained(str(tmp_path))
+    texts = ["a test<sep2>another one", " <sep2> lead", "end <sep2>", "x <::::> y <sep2> z </s>", "<sep2><sep2>"]
+    for text in texts:
+        ids = tok.encode(text)
+        assert ids == hf.encode(text, add_special_tokens=False), text
+        for skip in (True, False):
+            assert tok.decode(ids, skip_special_tokens=skip) == hf.decode(ids, skip_special_tokens=skip), text
+    assert load_tokenizer(tmp_path).encode(texts[0]) == tok.encode(texts[0])
+
+
+def test_exact_and_digit_spacing_keep_every_join_the_metric_sees(bert_dir):
+    bert = load_tokenizer(bert_dir)
+    text = "'' Ronnie Mitchell 's '' mid-tempo U.S. 1,000 cars , 2019. ( 5-year ) ."
+    exact = bert.for_text(spacing="exact", clean_up=False)
+    assert exact.decode(exact.encode(text)) == text.lower()
+    digits = bert.for_text(spacing="digits", clean_up=False)
+    assert digits.decode(digits.encode(text)) == (
+        "' ' ronnie mitchell ' s ' ' mid - tempo u . s . 1,000 cars , 2019. ( 5-year ) .")
+    assert bert.decode(bert.encode(text)) == (  # the plain tokenizer, with HF's clean-up
+        "''ronnie mitchell's'' mid - tempo u. s. 1, 000 cars, 2019. ( 5 - year ).")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from bertgen.run_record import RunRecord
 from conftest import MINILM, REPO, SHARED
 
 tf = pytest.importorskip("transformers")
@@ -89,7 +90,7 @@ def local_model_overrides(model: str, ckpts: dict[str, Path], tmp: Path) -> list
 def test_every_model_builds_and_runs_fast_dev_run(model, tiny_checkpoints, tmp_path):
     res = run(tmp_path, ["task=quickstart", f"model={model}", "debug=fdr", "trainer.enable_progress_bar=false",
                          *SMALL_DATA, *local_model_overrides(model, tiny_checkpoints, tmp_path)])
-    assert res["global_step"] == 1
+    assert res["record"].global_step == 1
     assert torch.isfinite(torch.tensor(res["metrics"]["train/loss"]))
     assert "val/sari" in res["metrics"] and "val/loss" in res["metrics"]
     assert (tmp_path / "metrics.json").is_file()
@@ -113,7 +114,7 @@ def test_wandb_logger_works_offline(tmp_path, monkeypatch):
 
 
 def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
 QUICK = ["experiment=quickstart", "trainer.enable_progress_bar=false", "export_model=false", "logger=csv",
@@ -126,7 +127,7 @@ def test_resume_mid_epoch_ends_with_the_same_weights(tmp_path):
     full = run(tmp_path / "full", [*common, "trainer.max_steps=9"])
     run(tmp_path / "cut", [*common, "trainer.max_steps=6"])  # "killed" after its step-6 checkpoint
     resumed = run(tmp_path / "cut", [*common, "trainer.max_steps=9", "ckpt_path=last"])
-    assert full["global_step"] == resumed["global_step"] == 9
+    assert full["record"].global_step == resumed["record"].global_step == 9
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
@@ -139,7 +140,7 @@ def test_ddp_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_
               "trainer.max_steps=4", "task.val_check_interval=4", "batch_size=8", "global_batch_size=16"]
     one = run(tmp_path / "one", [*common, "trainer.devices=1"])
     two = run(tmp_path / "two", [*common, "trainer=ddp_cpu", "trainer.devices=2"])
-    assert one["global_step"] == two["global_step"] == 4
+    assert one["record"].global_step == two["record"].global_step == 4
     a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
@@ -192,8 +193,8 @@ def test_quickstart_learns_sentence_fusion(tmp_path):
     about 90 s; the thresholds leave room for other CPUs and BLAS builds."""
     r = _cli(["experiment=quickstart", f"hydra.run.dir={tmp_path}", "trainer.enable_progress_bar=false"], tmp_path, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["best_score"] >= 80.0 and metrics["val/exact"] >= 50.0, metrics
+    record = RunRecord.load(tmp_path)
+    assert record.best_score >= 80.0 and record.metrics["exact"] >= 50.0, record
     import csv
 
     sari = [float(row["val/sari"]) for row in csv.DictReader(open(tmp_path / "logs" / "metrics.csv")) if row.get("val/sari")]

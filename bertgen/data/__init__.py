@@ -3,6 +3,7 @@
 Model-agnostic: nothing here imports ``bertgen.model``.
 """
 
+from bertgen.data.build import make_datamodule, task_data_dir
 from bertgen.data.cache import TokenizedSplit
 from bertgen.data.collate import LABEL_PAD, Seq2SeqCollator, Seq2SeqDataset
 from bertgen.data.datamodule import (DATAMODULES, CNNDailyMailDataModule, DiscoFuseDataModule, FilesDataModule,
@@ -16,5 +17,5 @@ __all__ = [
     "DATAMODULES", "TASKS", "LABEL_PAD", "CNNDailyMailDataModule", "DataFormatError", "DatasetUnavailableError",
     "DiscoFuseDataModule", "FilesDataModule", "GigawordDataModule", "LengthBucketBatchSampler", "Seq2SeqCollator",
     "Seq2SeqDataModule", "Seq2SeqDataset", "Task", "TokenizedSplit", "WMT14DeEnDataModule", "WMT14EnDeDataModule",
-    "WikiSplitDataModule", "XSumDataModule",
+    "WikiSplitDataModule", "XSumDataModule", "make_datamodule", "task_data_dir",
 ]

@@ -86,7 +86,7 @@ _WORKER: dict[str, Any] = {}
 
 
 # BERT-style WordPiece tokenizers have no bos/eos: they use [CLS]/[SEP] in those roles (the HF warm-starting blog
-# sets decoder_start_token_id=cls and eos_token_id=sep, docs/anchors.md §3).
+# sets decoder_start_token_id=cls and eos_token_id=sep, Hugging Face's warm-starting blog post, 'Leveraging Pre-trained Language Model Checkpoints for Encoder-Decoder Models').
 _FALLBACK = {"bos_token_id": "cls_token_id", "eos_token_id": "sep_token_id"}
 
 
@@ -100,8 +100,10 @@ def special_id(tok: Any, attr: str, what: str) -> int:
                      f"but {type(tok).__name__} has neither; set {what}=false or use a tokenizer that defines it")
 
 
-def _encode_chunk(pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Encode (source, target) pairs; returns flat ids + lengths per side and the two truncation counts."""
+def _encode_chunk(pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int,
+                                                             dict[str, int]]:
+    """Encode (source, target) pairs; returns flat ids + lengths per side, the two truncation counts and how many
+    targets (whole, before truncation) the target vocabulary cannot represent, by reason (`_target_losses`)."""
     src_tok, tgt_tok, opt = _WORKER["src_tok"], _WORKER["tgt_tok"], _WORKER["options"]
     sources = [p[0] for p in pairs]
     for old, new in opt.source_replacements:
@@ -110,8 +112,26 @@ def _encode_chunk(pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndar
     src_suffix = [_WORKER["src_eos"]] if opt.add_source_eos else []
     tgt_suffix = [_WORKER["tgt_eos"]] if opt.add_target_eos else []
     src, n_src_trunc = _fit(src_tok.batch_encode(sources, add_special_tokens=False), opt.max_source_length, src_prefix, src_suffix)
-    tgt, n_tgt_trunc = _fit(tgt_tok.batch_encode([p[1] for p in pairs], add_special_tokens=False), opt.max_target_length, [], tgt_suffix)
-    return (*_flatten(src), *_flatten(tgt), n_src_trunc, n_tgt_trunc)
+    targets = [p[1] for p in pairs]
+    tgt_ids = tgt_tok.batch_encode(targets, add_special_tokens=False)
+    losses = _target_losses(tgt_tok, targets, tgt_ids)
+    tgt, n_tgt_trunc = _fit(tgt_ids, opt.max_target_length, [], tgt_suffix)
+    return (*_flatten(src), *_flatten(tgt), n_src_trunc, n_tgt_trunc, losses)
+
+
+def _target_losses(tgt_tok: Any, targets: list[str], tgt_ids: list[list[int]]) -> dict[str, int]:
+    """reason -> count of the targets whose ids do not decode back to them (``bertgen.text.representation_losses``;
+    ``lowercased`` is counted but is no loss). Empty without a text convention."""
+    convention = _WORKER.get("convention")
+    if convention is None:
+        return {}
+    from bertgen.text import representation_losses
+
+    counts: dict[str, int] = {}
+    for reason in representation_losses(tgt_tok, targets, tgt_ids, convention):
+        if reason is not None:
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts
 
 
 def _fit(seqs: list[list[int]], max_len: int, prefix: list[int], suffix: list[int]) -> tuple[list[list[int]], int]:
@@ -168,30 +188,37 @@ def build_split(
     num_proc: int = 1,
     chunk_size: int = 1000,
     meta: Callable[[], dict[str, Any]] | None = None,
+    text_convention: Any = None,
 ) -> dict[str, Any]:
     """Tokenise ``examples`` ((where, source, target) triples) into ``folder`` (written atomically).
 
     Examples are read lazily and encoded in chunks; with ``num_proc > 1`` chunks go to forked worker processes
     (at most ``2 * num_proc`` chunks in flight, so memory stays bounded whatever the file size). ``meta`` is called
     once all examples are read (so it can report counts gathered while reading) and stored in ``meta.json``.
+    ``text_convention`` (``bertgen.text.TextConvention``, the task's): count the targets the target tokenizer
+    cannot represent (``meta.json``: ``unrepresentable_target``, ``unrepresentable_target_reasons``,
+    ``lowercased_target``); the tokenizers must already be prepared for it (``TextConvention.prepare``).
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     _WORKER.update(
-        src_tok=src_tok, tgt_tok=tgt_tok, options=options,
+        src_tok=src_tok, tgt_tok=tgt_tok, options=options, convention=text_convention,
         bos=special_id(src_tok, "bos_token_id", "add_source_bos") if options.add_source_bos else None,
         src_eos=special_id(src_tok, "eos_token_id", "add_source_eos") if options.add_source_eos else None,
         tgt_eos=special_id(tgt_tok, "eos_token_id", "add_target_eos") if options.add_target_eos else None,
     )
     cols = {n: _Column(tmp, n) for n in ("source_ids", "target_ids", "source_text", "target_text")}
     n = n_src_trunc = n_tgt_trunc = 0
+    losses: dict[str, int] = {}
     start = time.perf_counter()
     pool = mp.get_context("fork").Pool(num_proc) if num_proc > 1 else None
 
     def write(pairs: list[tuple[str, str]], encoded: tuple) -> None:
         nonlocal n, n_src_trunc, n_tgt_trunc
-        s_ids, s_len, t_ids, t_len, ns, nt = encoded
+        s_ids, s_len, t_ids, t_len, ns, nt, chunk_losses = encoded
+        for reason, k in chunk_losses.items():
+            losses[reason] = losses.get(reason, 0) + k
         cols["source_ids"].append(s_ids, s_len)
         cols["target_ids"].append(t_ids, t_len)
         cols["source_text"].append(*_text_column([p[0] for p in pairs]))
@@ -229,6 +256,12 @@ def build_split(
     seconds = time.perf_counter() - start
     meta = {**(meta() if meta else {}), "examples": n, "truncated_source": n_src_trunc, "truncated_target": n_tgt_trunc,
             "encode_options": asdict(options), "seconds": round(seconds, 3), "num_proc": num_proc}
+    if text_convention is not None:
+        from bertgen.text import CASE_FOLDED
+
+        lost = {r: k for r, k in sorted(losses.items()) if r != CASE_FOLDED}
+        meta.update(text_convention=asdict(text_convention), unrepresentable_target=sum(lost.values()),
+                    unrepresentable_target_reasons=lost, lowercased_target=losses.get(CASE_FOLDED, 0))
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
     try:
         os.replace(tmp, folder)  # atomic; if another process finished first, keep theirs

@@ -8,8 +8,10 @@ Usage::
     dm.target_text("validation", int(batch["index"][0]))   # the raw reference, for metrics
 
 Where the data comes from, in order: ``data_files={split: path}`` (explicit files), ``data_dir`` (the layouts the task
-class documents), else the Hugging Face hub through ``datasets``. Offline without a local copy, setup fails at
-once with one ``DatasetUnavailableError`` naming the dataset and the accepted layouts.
+class documents), else the task's official release, downloaded once into ``<cache_dir>/sources/<task>`` and read as
+a ``data_dir`` (``bertgen.data.download``, the code behind ``bertgen-data download``); a ``task_options.hub_path``
+other than the task's default is read from the Hugging Face hub through ``datasets``. Offline without a local copy,
+setup fails at once with one ``DatasetUnavailableError`` naming the URLs, the files and the accepted layouts.
 
 Under DDP pass ``Trainer(use_distributed_sampler=False)``: the batch sampler shards by itself (every rank gets the
 same number of batches, disjoint samples, nothing repeated). Resuming mid-epoch works through the DataModule's
@@ -37,6 +39,7 @@ from bertgen.data.errors import DatasetUnavailableError, InvalidRows
 from bertgen.data.sampler import LengthBucketBatchSampler
 from bertgen.data.tasks import (SPLITS, CNNDailyMailTask, DiscoFuseTask, FileEntry, FilesTask, GigawordTask,
                                 SummaryFiles, Task, WikiSplitTask, WMT14DeEnTask, WMT14EnDeTask, XSumTask)
+from bertgen.text import TextConvention
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     After ``setup``: ``datasets[split]``, ``source_text(split, index)`` / ``target_text(split, index)`` for the
     ``index`` entries of a batch, and ``data_stats`` (``data/{split}/examples``, ``truncated_source``,
-    ``truncated_target``, ``invalid_rows``, ``invalid/<reason>``) for the LightningModule to log.
+    ``truncated_target``, ``invalid_rows``, ``invalid/<reason>``, ``unrepresentable_target`` and
+    ``unrepresentable_target/<reason>``: targets the target vocabulary cannot give back, e.g. ``accents_stripped``,
+    ``lowercased_target``: targets that come back lowercased, no loss for any task metric) for the run record.
     """
 
     task_cls: ClassVar[type[Task]]
@@ -141,12 +146,23 @@ class Seq2SeqDataModule(L.LightningDataModule):
     # ---- tokenizers -------------------------------------------------------------------------------------------
     @property
     def tokenizers(self) -> tuple[Any, Any]:
-        """(source, target) tokenizers, loaded on first use."""
+        """(source, target) tokenizers, loaded on first use and prepared for the task's text convention
+        (``bertgen.text.TextConvention.prepare``: e.g. WikiSplit's ``<::::>`` as one token, WordPiece that keeps
+        the spacing of whitespace-tokenised text). These are the tokenizers a model trained on this data needs:
+        their lengths are its vocabulary sizes (GPT-2 grows by one for ``<::::>``) and they are the ones to save
+        with it; the tokenizers passed in are not changed."""
         if self._tokenizers is None:
-            src = self._load_tokenizer(self._tokenizer_arg)
-            tgt = src if self._target_tokenizer_arg is None else self._load_tokenizer(self._target_tokenizer_arg)
+            convention = self.text_convention
+            src = convention.prepare(self._load_tokenizer(self._tokenizer_arg))
+            tgt = (src if self._target_tokenizer_arg is None
+                   else convention.prepare(self._load_tokenizer(self._target_tokenizer_arg)))
             self._tokenizers = (src, tgt)
         return self._tokenizers
+
+    @property
+    def text_convention(self) -> TextConvention:
+        """How the task's text is written (``Task.text_convention``): pass it to ``bertgen.text.decode_generated``."""
+        return self.task.text_convention
 
     @staticmethod
     def _load_tokenizer(value: Any) -> Any:
@@ -164,8 +180,19 @@ class Seq2SeqDataModule(L.LightningDataModule):
         return self._tok_fingerprints
 
     # ---- sources ----------------------------------------------------------------------------------------------
+    def _use_official_source(self) -> None:
+        """Neither data_files nor data_dir: download the task's official release into ``cache_dir/sources`` (once)
+        and read it as the data_dir. Tasks without one, or with their own ``hub_path``, keep the hub path."""
+        if self.data_files or self.data_dir is not None:
+            return
+        from bertgen.data.download import prepare_task, source_for_task
+
+        if source_for_task(self.task) is not None:
+            self.data_dir = prepare_task(self.task, self.cache_dir / "sources")
+
     def available_splits(self) -> list[str]:
         """Splits this data source provides (data_files keys, layouts found in data_dir, or the hub's three)."""
+        self._use_official_source()
         if self.data_files:
             return list(self.data_files)
         if self.data_dir is not None:
@@ -180,6 +207,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         return list(SPLITS)
 
     def _local_entry(self, split: str) -> FileEntry | None:
+        self._use_official_source()
         if self.data_files:
             if split not in self.data_files:
                 raise DatasetUnavailableError(
@@ -257,7 +285,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
             log.info("%s/%s: tokenising %s into %s", self.task.name, split, info["input"], folder)
             build_split(examples(invalid), folder, src, tgt, self._encode_options(), num_proc=self.num_proc,
                         meta=lambda: {**info, "task": self.task.options(), "invalid": dict(invalid.counts),
-                                      "invalid_first_location": invalid.first_location, "invalid_total": invalid.total})
+                                      "invalid_first_location": invalid.first_location, "invalid_total": invalid.total},
+                        text_convention=self.text_convention)
             if invalid.total:
                 log.warning("%s", invalid.summary(f"{self.task.name}/{split}"))
         return TokenizedSplit(folder)
@@ -270,12 +299,16 @@ class Seq2SeqDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         wanted = STAGE_SPLITS.get(stage, tuple(self.available_splits())) if stage else tuple(self.available_splits())
         for split in wanted:
-            if split in self.datasets:
-                continue
+            self.setup_split(split)
+
+    def setup_split(self, split: str) -> Seq2SeqDataset:
+        """Set up one split by name (any split the source has, ``tune`` included) and return its dataset."""
+        if split not in self.datasets:
             data = self._ensure_split(split)
             indices = self._subset(len(data)) if split == "train" and self.train_fraction < 1.0 else None
             self.datasets[split] = Seq2SeqDataset(data, indices)
             self._record_stats(split, data, len(self.datasets[split]))
+        return self.datasets[split]
 
     def _subset(self, n: int) -> np.ndarray:
         """The first ``round(fraction * n)`` of one seeded permutation: nested subsets across fractions."""
@@ -289,12 +322,23 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if used != m["examples"]:
             stats["examples_used"] = used
         stats.update({f"invalid/{r}": n for r, n in m.get("invalid", {}).items()})
+        if "unrepresentable_target" in m:  # the target vocabulary's losses (bertgen.text.representation_losses)
+            stats["unrepresentable_target"] = m["unrepresentable_target"]
+            stats.update({f"unrepresentable_target/{r.replace(' ', '_')}": n
+                          for r, n in m["unrepresentable_target_reasons"].items()})
+            stats["lowercased_target"] = m.get("lowercased_target", 0)
         self.data_stats.update({f"data/{split}/{k}": float(v) for k, v in stats.items()})
         t = self.task
         log.info("%s/%s: %d examples%s; %d sources truncated to %d tokens, %d targets to %d; %d invalid rows dropped",
                  t.name, split, m["examples"], f" ({used} used)" if used != m["examples"] else "",
                  m["truncated_source"], t.max_source_length, m["truncated_target"], t.max_target_length,
                  stats["invalid_rows"])
+        if m.get("unrepresentable_target"):
+            from bertgen.text import describe_losses
+
+            lost = describe_losses(m["unrepresentable_target"], m["examples"], m["unrepresentable_target_reasons"])
+            log.warning("%s/%s: %s (the target tokenizer cannot produce them; see bertgen.data.ceiling)", t.name, split,
+                        lost)
 
     # ---- raw strings ------------------------------------------------------------------------------------------
     def source_text(self, split: str, index: int) -> str:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections import Counter
 
+from bertgen.errors import BertgenError
 
-class DataFormatError(ValueError):
+
+class DataFormatError(BertgenError, ValueError):
     """A malformed row: the message names the file (or hub split) and the 1-based line or row number."""
 
 
-class DatasetUnavailableError(FileNotFoundError):
+class DatasetUnavailableError(BertgenError, FileNotFoundError):
     """A dataset that can be read neither from a local copy nor from the Hugging Face hub."""
+
+
+class ChecksumMismatchError(DatasetUnavailableError):
+    """A downloaded file whose sha256 is not the recorded one: the message names the file, both hashes, the URL."""
 
 
 class InvalidRows:

@@ -4,8 +4,8 @@ A task is a small dataclass. Its fields are the options a user may override (len
 released checkpoints, text normalisation); its class attributes say where the data comes from (hub id, accepted
 local layouts). Everything else (tokenising, caching, batching) is shared and lives in ``cache.py``/``datamodule.py``.
 
-Max lengths and data choices are from the paper (Rothe et al., TACL 2020) §2/§4, see ``docs/paper.md`` §2 and §4;
-input conventions from the released checkpoints' model cards (``docs/paper.md`` §7).
+Max lengths and data choices are from the paper (Rothe et al., TACL 2020, sections 2 and 4);
+input conventions from the released checkpoints' model cards (google/roberta2roberta_* and google/bert2bert_* on the Hugging Face hub).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Sequence, Union
 
 from bertgen.data.errors import DataFormatError, DatasetUnavailableError, InvalidRows
 from bertgen.data.io import iter_csv, iter_jsonl, iter_line_pairs, iter_lines, iter_parquet, iter_tsv
+from bertgen.text import SPLIT_SEPARATOR, TextConvention
 
 SPLITS = ("train", "validation", "test")
 
@@ -51,6 +52,12 @@ class Task:
         Tokenizers without bos/eos (BERT WordPiece) use [CLS]/[SEP] in their place.
       hub_path / hub_config: the Hugging Face dataset to read when no local copy is given (any name
         ``datasets.load_dataset`` accepts, including a local folder of data files with the hub's column names).
+        Left at the default, a paper task instead downloads its official release (``bertgen.data.sources``)
+        into the cache and reads it with the local readers.
+      text_style / atomic_tokens: how the task's text is written (``bertgen.text.STYLES``: ``tokenized``,
+        ``natural``, ``bleu``) and the strings that are one token that never splits (WikiSplit's ``<::::>``);
+        together the task's ``text_convention``, which the DataModule encodes and ``bertgen.text.decode_generated``
+        decodes with, so that a target decoded from its own ids is the target again.
     """
 
     name: ClassVar[str]
@@ -68,12 +75,23 @@ class Task:
     add_target_eos: bool = True
     hub_path: str | None = None
     hub_config: str | None = None
+    text_style: str = "natural"
+    atomic_tokens: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_source_length < 1 or self.max_target_length < 1:
             raise ValueError(f"{self.name}: max lengths must be positive, got {self.max_source_length}/{self.max_target_length}")
         self.hub_path = self.hub_path or self.default_hub_path
         self.hub_config = self.hub_config or self.default_hub_config
+        try:
+            self.atomic_tokens = self.text_convention.atomic_tokens  # validated, and a tuple whatever config gave
+        except ValueError as e:
+            raise ValueError(f"{self.name}: {e}") from None
+
+    @property
+    def text_convention(self) -> TextConvention:
+        """How this task's text is written (``bertgen.text.TextConvention``)."""
+        return TextConvention(self.text_style, tuple(self.atomic_tokens))
 
     def options(self) -> dict[str, Any]:
         """Everything that changes the tokenised data: part of the cache key."""
@@ -164,7 +182,10 @@ class DiscoFuseTask(Task):
     connective_string, has_coref_type_pronoun, has_coref_type_nominal``); ``data_dir`` holds
     ``{train,dev,test}_balanced.tsv`` (the release's ``discofuse_v1/wikipedia/`` folder) or ``{train,dev,test}.tsv``.
     Default ``source_replacements={'"': '`'}``: the released checkpoint "was not trained on the double quotation
-    mark" (model card, docs/paper.md §7). Lengths 128/128 (paper §4: 128 covers all of DiscoFuse).
+    mark" (its model card). Lengths 128/128 (paper §4: 128 covers all of DiscoFuse).
+    Without a local copy the data is downloaded (``bertgen.data.download``): ``source="official"`` (default) is the
+    balanced release ``discofuse_v1_wikipedia.zip`` the paper used; ``source="hub"`` the hub copy, which is the full,
+    UNBALANCED set (a warning says so; ``train_fraction`` subsets are then of that set).
     """
 
     name: ClassVar[str] = "discofuse"
@@ -181,6 +202,8 @@ class DiscoFuseTask(Task):
         "has_coref_type_pronoun", "has_coref_type_nominal",
     )
     source_replacements: dict[str, str] = field(default_factory=lambda: {'"': "`"})
+    text_style: str = "tokenized"  # the release is whitespace-tokenised ("Bailey , but the role")
+    source: str = "official"  # where a download comes from: "official" (balanced release) or "hub" (unbalanced)
 
     def _read_local(self, entry, invalid):
         for where, f in iter_tsv(_expect_file(entry, self.name), invalid, len(self.COLUMNS), header=self.COLUMNS):
@@ -202,7 +225,8 @@ class WikiSplitTask(Task):
     """WikiSplit split-and-rephrase (Botha et al. 2018): complex sentence -> its split sentences.
 
     The target keeps the release's `` <::::> `` separator between sentences, as the released checkpoints emit it.
-    Hub: ``google-research-datasets/wiki_split`` (``simple_sentence_1/2`` are joined with `` <::::> ``).
+    Hub: ``google-research-datasets/wiki_split`` (``simple_sentence_1/2`` are joined with `` <::::> ``); it is
+    script-only, so without a local copy the GitHub release files are downloaded instead.
     Local files: 2-column TSV without header (complex, split) as released: ``data_dir`` holds ``train.tsv``
     (unzipped ``train.tsv.zip``), ``validation.tsv``, ``test.tsv`` and optionally ``tune.tsv`` (split ``tune``).
     Default ``add_source_bos/eos=True``: the released checkpoint's input is ``bos + sentence + eos`` (model card).
@@ -213,9 +237,11 @@ class WikiSplitTask(Task):
     default_hub_path: ClassVar[str] = "google-research-datasets/wiki_split"
     local_layouts: ClassVar = {"train": ["train.tsv"], "validation": ["validation.tsv"], "test": ["test.tsv"],
                                "tune": ["tune.tsv"]}
-    SEPARATOR: ClassVar[str] = " <::::> "
+    SEPARATOR: ClassVar[str] = f" {SPLIT_SEPARATOR} "
     add_source_bos: bool = True
     add_source_eos: bool = True
+    text_style: str = "tokenized"  # the release is whitespace-tokenised ("Bob 's", "mid-tempo", "'' EastEnders ''")
+    atomic_tokens: tuple[str, ...] = (SPLIT_SEPARATOR,)
 
     def _read_local(self, entry, invalid):
         for where, (complex_, split) in iter_tsv(_expect_file(entry, self.name), invalid, 2):
@@ -233,6 +259,8 @@ class GigawordTask(Task):
     Hub: ``Harvard/gigaword`` (``document`` -> ``summary``).
     Local layouts under ``data_dir`` (per split; ``validation`` also as ``valid``/``dev``):
       * line-aligned ``{split}.src`` + ``{split}.tgt``;
+      * the same as ``{split}.src.txt`` + ``{split}.tgt.txt`` (``org_data/`` of ``ggw_data.zip`` in
+        ``Harvard/gigaword``, the names ``bertgen-data download gigaword`` writes; ``dev`` is the validation split);
       * Rush et al.'s ``sumdata`` names ``{split}.article.txt`` + ``{split}.title.txt``;
       * the text2text ``key=value`` format ``{split}.txt``: one example per line with tab-separated
         ``target="<s> ... </s>"``, ``source="<s> ... </s>"`` (other keys ignored). Its sources are whole
@@ -243,13 +271,14 @@ class GigawordTask(Task):
     name: ClassVar[str] = "gigaword"
     default_hub_path: ClassVar[str] = "Harvard/gigaword"
     local_layouts: ClassVar = {
-        s: [(f"{a}.src", f"{a}.tgt") for a in al] + [(f"{a}.article.txt", f"{a}.title.txt") for a in al]
-        + [f"{a}.txt" for a in al]
+        s: [(f"{a}.src", f"{a}.tgt") for a in al] + [(f"{a}.src.txt", f"{a}.tgt.txt") for a in al]
+        + [(f"{a}.article.txt", f"{a}.title.txt") for a in al] + [f"{a}.txt" for a in al]
         for s, al in {"train": ["train"], "validation": ["validation", "valid", "dev"], "test": ["test"]}.items()
     }
     max_target_length: int = 32
     lowercase: bool = True
     first_sentence: bool = True
+    text_style: str = "tokenized"  # lowercased and PTB-tokenised ("-lrb-", "u.s.", digits as "#")
 
     _KV = re.compile(r"""^(\w+)=(?:"(.*)"|'(.*)')$""", re.S)
 
@@ -410,7 +439,7 @@ def unescape_moses(text: str) -> str:
 @dataclass
 class WMT14Task(Task):
     """WMT14 English<->German (newstest2014 test), lengths 128/128 (paper §4), no special tokens on the source
-    (released MT checkpoints are called with ``add_special_tokens=False``, docs/paper.md §7).
+    (released MT checkpoints are called with ``add_special_tokens=False``, their model cards).
 
     Hub: ``wmt/wmt14`` config ``de-en`` (``translation`` dicts). Local layouts under ``data_dir``:
       * OpenNMT's line-aligned ``src-{train,val,test}.txt`` / ``tgt-{...}.txt`` where ``src`` is **English** and
@@ -426,6 +455,7 @@ class WMT14Task(Task):
     source_lang: ClassVar[str] = "en"
     target_lang: ClassVar[str] = "de"
     unescape_moses: bool = True
+    text_style: str = "bleu"  # raw (hub) or Moses-tokenised (OpenNMT) text, scored by mteval-v14 BLEU
 
     @classmethod
     def _layouts(cls) -> dict[str, list[tuple[str, str]]]:
@@ -521,4 +551,18 @@ TASKS: dict[str, type[Task]] = {
     t.name: t for t in (DiscoFuseTask, WikiSplitTask, GigawordTask, CNNDailyMailTask, XSumTask, WMT14EnDeTask,
                         WMT14DeEnTask, FilesTask)
 }
+
+
+def text_convention(task: Any, options: Mapping[str, Any] | None = None) -> TextConvention:
+    """A task's text convention (``bertgen.text.TextConvention``), for callers that decode: from a task name
+    (``"wikisplit"``, a ``TASKS`` key, with its ``task_options`` as ``options``), a `Task` or a DataModule."""
+    if isinstance(task, str):
+        if task not in TASKS:
+            raise KeyError(f"unknown task {task!r}; known: {', '.join(sorted(TASKS))}")
+        fields_ = {f.name for f in dataclasses.fields(TASKS[task])}
+        return TASKS[task](**{k: v for k, v in dict(options or {}).items() if k in fields_}).text_convention
+    task = getattr(task, "task", task)  # a DataModule holds its task
+    if not isinstance(task, Task):
+        raise TypeError(f"expected a task name, a Task or a DataModule, got {type(task).__name__}")
+    return task.text_convention
 

@@ -10,7 +10,7 @@ Use :func:`task_metrics` to get a task's metrics and headline key::
 
 from bertgen.metrics.bleu import NLTKCorpusBLEU, SacreBLEU, TensorFlowBLEU, bleu_tokenize_v14
 from bertgen.metrics.exact import ExactMatch
-from bertgen.metrics.registry import TASKS, TaskMetrics, task_metrics
+from bertgen.metrics.registry import TASK_METRICS, TaskMetrics, task_metrics
 from bertgen.metrics.rouge import ROUGE, split_sentences
 from bertgen.metrics.sari import SARI, SariComponents, sari_sentence
 
@@ -21,7 +21,7 @@ __all__ = [
     "SARI",
     "SacreBLEU",
     "SariComponents",
-    "TASKS",
+    "TASK_METRICS",
     "TaskMetrics",
     "TensorFlowBLEU",
     "bleu_tokenize_v14",

@@ -15,7 +15,7 @@ gives the single-process score. Scores are on the 0-100 scale.
 * :class:`NLTKCorpusBLEU` — WikiSplit's BLEU: the paper follows Botha et al. (2018), "NLTK v3.2.2 with
   case sensitive scoring", i.e. ``nltk.translate.bleu_score.corpus_bleu`` on whitespace tokens.
 
-Reimplemented from the definitions in the shared ``docs/metrics.md`` §4 and ``docs/paper.md`` §5.
+Reimplemented from the definitions (NLTK's `corpus_bleu`, tensor2tensor's `bleu_hook.py`, sacreBLEU).
 """
 
 from __future__ import annotations

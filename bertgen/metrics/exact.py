@@ -2,7 +2,7 @@
 
 The prediction counts as correct when it equals any reference string after ``str.lower()`` (score_main's
 default ``--case_insensitive``); no whitespace, punctuation or ``<::::>`` normalisation. This is *not*
-HF ``wiki_split``'s SQuAD-normalised "exact", which scores far higher (metrics.md §3).
+HF ``wiki_split``'s SQuAD-normalised "exact", which scores far higher (its `squad`-style normalisation).
 """
 
 from __future__ import annotations

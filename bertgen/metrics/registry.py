@@ -1,7 +1,7 @@
 """Which metrics each task reports, and its headline metric (what checkpoints are selected on).
 
 Headline: SARI for fusion and splitting, ROUGE-2 for summarisation, BLEU for translation. The per-task
-choices follow the shared ``docs/paper.md`` §5 and ``docs/metrics.md`` §1:
+choices follow the paper (Rothe et al., TACL 2020, section 4) and README.md here:
 
 | task | metrics (compute() keys) | headline |
 |---|---|---|
@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from torchmetrics import Metric, MetricCollection
 
+from bertgen.errors import ConfigError
 from bertgen.metrics.bleu import NLTKCorpusBLEU, SacreBLEU, TensorFlowBLEU
 from bertgen.metrics.exact import ExactMatch
 from bertgen.metrics.rouge import ROUGE
@@ -83,7 +84,13 @@ def _summ_multi_sentence() -> dict[str, Metric]:
     return {"rouge": ROUGE(("rouge1", "rouge2", "rougeL", "rougeLsum"), split_sentences=True)}
 
 
-TASKS: dict[str, tuple[Callable[[], dict[str, Metric]], str]] = {
+class UnknownMetricsError(ConfigError, KeyError):
+    """A metrics name that no task registers."""
+
+    __str__ = Exception.__str__
+
+
+TASK_METRICS: dict[str, tuple[Callable[[], dict[str, Metric]], str]] = {
     "discofuse": (_fusion, "sari"),
     "quickstart": (_fusion, "sari"),
     "wikisplit": (_splitting, "sari"),
@@ -97,7 +104,7 @@ TASKS: dict[str, tuple[Callable[[], dict[str, Metric]], str]] = {
 
 def task_metrics(task: str) -> tuple[TaskMetrics, str]:
     """Fresh metrics for ``task`` and the key of its headline metric in ``compute()``."""
-    if task not in TASKS:
-        raise KeyError(f"no metrics registered for task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
-    build, headline = TASKS[task]
+    if task not in TASK_METRICS:
+        raise UnknownMetricsError(f"no metrics registered for task {task!r}; known tasks: {', '.join(sorted(TASK_METRICS))}")
+    build, headline = TASK_METRICS[task]
     return TaskMetrics(build()), headline

@@ -4,7 +4,7 @@ Scoring is delegated to ``rouge_score.rouge_scorer.RougeScorer(use_stemmer=True)
 prediction)``; several references -> ``score_multi``, best F per ROUGE type). The corpus value is the plain
 mean of per-example F1, as torchmetrics and the test vectors do; rouge-score's ``BootstrapAggregator``
 "mid" is a resampled estimate of the same mean. Rothe et al. do not name their ROUGE tool, stemming or
-ROUGE-L variant (docs/paper.md §5), so both ``rougeL`` (whole-text LCS) and ``rougeLsum`` (summary-level
+ROUGE-L variant, so both ``rougeL`` (whole-text LCS) and ``rougeLsum`` (summary-level
 LCS over ``"\\n"``-separated sentences, what T5/PEGASUS reported as ROUGE-L on CNN/DM) are available.
 
 Nothing is downloaded at run time: the Porter stemmer is NLTK code without data files, and sentence

@@ -1,11 +1,13 @@
 """Hugging Face checkpoint files <-> bertgen parameters.
 
-The explicit name map between `transformers`' state_dict keys (reference.md §2.1, §4) and our modules lives here, in
+The explicit name map between `transformers`' state_dict keys (`modeling_bert_generation.py`, `modeling_bert.py`, `modeling_roberta.py`, `modeling_gpt2.py`) and our modules lives here, in
 both directions. Loading reports every missing and unexpected key in one log line; writing produces folders that
 `transformers`' `from_pretrained` loads with no missing keys.
 """
 
 from __future__ import annotations
+
+import os
 
 import json
 import logging
@@ -15,6 +17,8 @@ from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from bertgen.errors import BertgenError
 
 from .config import ModelConfig
 from .transformer import TransformerStack
@@ -194,8 +198,17 @@ def _convert(rule: Rule, tensors: list[torch.Tensor]) -> torch.Tensor:
     raise AssertionError(rule.kind)
 
 
-def load_stack(stack: TransformerStack, sd: dict[str, torch.Tensor], body_prefix: str, with_head: bool) -> LoadReport:
-    """Copy the HF tensors of ``sd`` (keys relative to the model class) into ``stack``; return what did not match."""
+# Our parameters whose first dimension is the vocabulary (they grow when a tokenizer adds tokens).
+VOCAB_PARAMS = ("embed.word.weight", "head.bias", "head.weight")
+
+
+def load_stack(stack: TransformerStack, sd: dict[str, torch.Tensor], body_prefix: str, with_head: bool,
+               grow_vocab: bool = False) -> LoadReport:
+    """Copy the HF tensors of ``sd`` (keys relative to the model class) into ``stack``; return what did not match.
+
+    ``grow_vocab``: the stack's vocabulary may be larger than the checkpoint's (a tokenizer that added tokens, e.g.
+    WikiSplit's ``<::::>`` for GPT-2): the checkpoint fills the first rows of the word embeddings and LM head, the
+    rows after them keep the stack's BERT-way initialisation (N(0, initializer_range); head bias 0)."""
     cfg = stack.cfg
     params = dict(stack.named_parameters(remove_duplicate=False))
     used: set[str] = set()
@@ -207,6 +220,14 @@ def load_stack(stack: TransformerStack, sd: dict[str, torch.Tensor], body_prefix
             continue
         value = _convert(rule, [sd[k] for k in keys])
         target = params[rule.ours]
+        if (grow_vocab and rule.ours in VOCAB_PARAMS and value.shape[1:] == target.shape[1:]
+                and value.shape[0] < target.shape[0]):
+            with torch.no_grad():
+                target[: value.shape[0]].copy_(value)
+            used.update(keys)
+            report.folded.append(f"{keys[0]}: {value.shape[0]} checkpoint rows, {target.shape[0] - value.shape[0]} "
+                                 f"new rows for added tokens initialised the BERT way")
+            continue
         if value.shape != target.shape:
             raise ValueError(
                 f"checkpoint tensor {keys[0]} has shape {tuple(sd[keys[0]].shape)}, which does not fit {rule.ours} "
@@ -228,12 +249,12 @@ def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     st, st_index = folder / "model.safetensors", folder / "model.safetensors.index.json"
     pt, pt_index = folder / "pytorch_model.bin", folder / "pytorch_model.bin.index.json"
     if st.is_file():
-        return load_file(st)
+        return _load_weights_file(st, load_file)
     if st_index.is_file():
         return _read_sharded(st_index, load_file)
     loader = lambda p: torch.load(p, map_location="cpu", weights_only=True)  # never unpickle arbitrary code
     if pt.is_file():
-        return loader(pt)
+        return _load_weights_file(pt, loader)
     if pt_index.is_file():
         return _read_sharded(pt_index, loader)
     found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -251,8 +272,22 @@ def _read_sharded(index: Path, loader: Callable[[Path], dict]) -> dict[str, torc
         weight_map = json.load(f)["weight_map"]
     out: dict[str, torch.Tensor] = {}
     for shard in sorted(set(weight_map.values())):
-        out.update(loader(index.parent / shard))
+        out.update(_load_weights_file(index.parent / shard, loader))
     return out
+
+
+class WeightsFileError(BertgenError, OSError):
+    """A weights file that cannot be read: truncated, empty, or not a checkpoint."""
+
+
+def _load_weights_file(path: Path, loader: Callable[[Path], dict]) -> dict[str, torch.Tensor]:
+    try:
+        return loader(path)
+    except Exception as e:  # noqa: BLE001 - any failure to parse the file means the same thing to the user
+        first = (str(e).splitlines() or [""])[0][:200]
+        size = path.stat().st_size if path.is_file() else 0
+        raise WeightsFileError(f"{path}: cannot read the weights ({size} bytes; {type(e).__name__}: {first}): the "
+                               f"file is truncated or not a checkpoint; download or export it again") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -291,4 +326,15 @@ def export_stack(stack: TransformerStack, body_prefix: str, with_head: bool, add
 
 
 def write_weights(folder: str | Path, tensors: dict[str, torch.Tensor]) -> None:
-    save_file(tensors, str(Path(folder) / "model.safetensors"), metadata={"format": "pt"})
+    """model.safetensors, written to a temporary file and renamed into place with the usual file mode (safetensors
+    creates its files 0600)."""
+    path = Path(folder) / "model.safetensors"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -3,7 +3,7 @@
 `ModelConfig` describes one Transformer stack (an encoder, or a decoder with its LM head). It reads and writes the
 `config.json` of Hugging Face `bert-generation`, `bert`, `roberta` and `gpt2` models; `EncoderDecoderConfig` does the
 same for `encoder-decoder` folders. Fields we do not model are kept in `extra` and written back unchanged, so a
-config survives a load/save round trip (reference.md §1, §4).
+config survives a load/save round trip (transformers' `configuration_bert_generation.py`, `configuration_roberta.py`, `configuration_gpt2.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ FAMILIES = ("bert-generation", "bert", "roberta", "gpt2")
 class ModelConfig:
     """One Transformer stack. ``family`` is the Hugging Face ``model_type`` it reads from and writes back to.
 
-    Family differences (reference.md §2, §4):
+    Family differences (transformers' modeling files of each family):
       - ``bert-generation``: post-LN, absolute positions, no token types, plain LM head (E^T + bias).
       - ``bert``: as above plus a token-type row 0 added to the embeddings, MLM head transform in decoders.
       - ``roberta``: like ``bert`` with positions offset by ``pad_token_id + 1``.
@@ -70,7 +70,7 @@ class ModelConfig:
 
     @property
     def position_offset(self) -> int:
-        """RoBERTa numbers real tokens from ``pad_token_id + 1`` (reference.md §4.1)."""
+        """RoBERTa numbers real tokens from ``pad_token_id + 1`` (transformers' `create_position_ids_from_input_ids`)."""
         return self.pad_token_id + 1 if self.family == "roberta" else 0
 
     @property

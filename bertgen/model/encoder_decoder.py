@@ -1,7 +1,7 @@
 """`EncoderDecoder` (every paper variant but `gpt`) and `DecoderOnlyLM` (the paper's `gpt`).
 
 Both load Hugging Face folders or hub ids, save folders that `transformers` loads back, and compute the loss the way
-`EncoderDecoderModel` / `GPT2LMHeadModel` do (reference.md §3.2, §2.5).
+`EncoderDecoderModel` / `GPT2LMHeadModel` do (transformers' `modeling_encoder_decoder.py`, `modeling_gpt2.py`).
 """
 
 from __future__ import annotations
@@ -75,6 +75,13 @@ def _load_side(spec, role: str) -> tuple[ModelConfig, dict[str, torch.Tensor] | 
     return ModelConfig.from_hf_dict(raw), ckpt.read_weights(folder), str(folder.resolve())
 
 
+def _grown(cfg: ModelConfig, vocab_size: int | None) -> ModelConfig:
+    """``cfg`` with at least ``vocab_size`` word-embedding rows (a tokenizer that appended tokens); never smaller."""
+    if vocab_size is None or int(vocab_size) <= cfg.vocab_size:
+        return cfg
+    return cfg.replace(vocab_size=int(vocab_size))
+
+
 def _tie_modules(encoder: TransformerStack, decoder: TransformerStack) -> None:
     """bertShare / robertaShare: every encoder parameter *is* the decoder's (decoder-only cross-attention aside)."""
     e, d = encoder.cfg, decoder.cfg
@@ -104,7 +111,7 @@ class EncoderDecoder(nn.Module):
         enc_d, dec_d = config.encoder.hidden_size, config.decoder.hidden_size
         self.encoder = TransformerStack(config.encoder)
         self.decoder = TransformerStack(config.decoder)
-        # transformers adds this projection when the hidden sizes differ (reference.md §3.1)
+        # transformers adds this projection when the hidden sizes differ (`modeling_encoder_decoder.py`: `enc_to_dec_proj`)
         self.enc_to_dec_proj = nn.Linear(enc_d, dec_d) if enc_d != dec_d else None
         self.generation_config: dict[str, Any] = {}  # decoding defaults of a loaded checkpoint
         if self.enc_to_dec_proj is not None:
@@ -144,6 +151,8 @@ class EncoderDecoder(nn.Module):
         eos_token_id: int | None = None,
         encoder_overrides: dict[str, Any] | None = None,
         decoder_overrides: dict[str, Any] | None = None,
+        encoder_vocab_size: int | None = None,
+        decoder_vocab_size: int | None = None,
     ) -> "EncoderDecoder":
         """Build a paper variant from two checkpoints (folder or hub id) or configs (random init).
 
@@ -153,11 +162,18 @@ class EncoderDecoder(nn.Module):
           matrix for rnd2rnd, bert2rnd, rnd2bert, bert2bert, rnd2gpt; two for bert2gpt and roberta2gpt).
         - Cross-attention (and any head part the checkpoint lacks) is always newly initialised; the log says which.
         - ``*_overrides``: config fields to change (e.g. dropout, ``max_position_embeddings`` for random sides).
+        - ``*_vocab_size``: the side's tokenizer length (``len(datamodule.tokenizers[0 or 1])``). A side with fewer
+          word-embedding rows grows to it (never shrinks): a tokenizer prepared for a task may append a token
+          (``Tokenizer.for_text``: GPT-2 gets WikiSplit's ``<::::>`` as id 50257). The new rows, and the LM-head
+          bias entries, are initialised the BERT way (N(0, initializer_range), bias 0); ``config.vocab_size``
+          follows, so checkpoints and the transformers export carry the grown shape.
         """
         enc_cfg, enc_sd, enc_src = _load_side(encoder, "encoder")
         dec_cfg, dec_sd, dec_src = _load_side(decoder, "decoder")
-        enc_cfg = enc_cfg.replace(**(encoder_overrides or {}))
-        dec_cfg = dec_cfg.replace(**(decoder_overrides or {}))
+        checkpoint_vocab = (enc_cfg.vocab_size, dec_cfg.vocab_size)
+        enc_cfg = _grown(enc_cfg.replace(**(encoder_overrides or {})), encoder_vocab_size)
+        dec_cfg = _grown(dec_cfg.replace(**(decoder_overrides or {})), decoder_vocab_size)
+        grow = (enc_cfg.vocab_size > checkpoint_vocab[0], dec_cfg.vocab_size > checkpoint_vocab[1])
         if share_embeddings is None:
             same_vocab = (enc_cfg.vocab_size, enc_cfg.hidden_size) == (dec_cfg.vocab_size, dec_cfg.hidden_size)
             share_embeddings = same_vocab and (enc_src is None or dec_src is None or enc_src == dec_src)
@@ -175,10 +191,12 @@ class EncoderDecoder(nn.Module):
         reports = []
         if enc_sd is not None:
             body = ckpt.detect_body_prefix(enc_cfg, enc_sd, ("", ckpt.DECODER_BODY_PREFIX[enc_cfg.family]))
-            reports.append(("encoder", ckpt.load_stack(model.encoder, enc_sd, body, with_head=False)))
+            rep = ckpt.load_stack(model.encoder, enc_sd, body, with_head=False, grow_vocab=grow[0])
+            reports.append(("encoder", rep))
         if dec_sd is not None:
             body = ckpt.detect_body_prefix(dec_cfg, dec_sd, (ckpt.DECODER_BODY_PREFIX[dec_cfg.family], ""))
-            reports.append(("decoder", ckpt.load_stack(model.decoder, dec_sd, body, with_head=True)))
+            rep = ckpt.load_stack(model.decoder, dec_sd, body, with_head=True, grow_vocab=grow[1])
+            reports.append(("decoder", rep))
         for role, rep in reports:
             rep.log(f"{role} from {encoder if role == 'encoder' else decoder}")
         return model
@@ -270,6 +288,11 @@ class EncoderDecoder(nn.Module):
 
         return generate(self, input_ids, attention_mask, **kwargs)
 
+    def generate_target(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """The generated target of each source, (B, L) led by the decoder start token: the same layout as
+        `DecoderOnlyLM.generate_target`, so one function turns both into text (`bertgen.evaluation.generate_text`)."""
+        return self.generate(input_ids, attention_mask, **kwargs)
+
     def shift_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
@@ -329,17 +352,18 @@ class DecoderOnlyLM(nn.Module):
         self.generation_config: dict[str, Any] = {}
 
     @classmethod
-    def from_config(cls, config: ModelConfig | dict[str, Any]) -> "DecoderOnlyLM":
-        return cls(ModelConfig.coerce(config))
-
-    @classmethod
-    def from_pretrained(cls, path_or_id: str | Path, **overrides) -> "DecoderOnlyLM":
+    def from_pretrained(cls, path_or_id: str | Path, *, vocab_size: int | None = None, **overrides) -> "DecoderOnlyLM":
+        """Load a causal-LM folder or hub id; ``vocab_size`` (the tokenizer's length) grows the word embeddings as in
+        `EncoderDecoder.from_encoder_decoder_pretrained`; ``overrides`` are config fields."""
         folder = resolve_checkpoint(path_or_id, what="decoder checkpoint")
-        cfg = ModelConfig.from_hf_dict(read_config_json(folder)).replace(**overrides)
+        checkpoint_cfg = ModelConfig.from_hf_dict(read_config_json(folder))
+        cfg = _grown(checkpoint_cfg.replace(**overrides), vocab_size)
         model = cls(cfg)
         sd = ckpt.read_weights(folder)
         body = ckpt.detect_body_prefix(cfg, sd, (ckpt.DECODER_BODY_PREFIX[cfg.family], ""))
-        ckpt.load_stack(model.decoder, sd, body, with_head=True).log(f"DecoderOnlyLM from {path_or_id}")
+        grow = cfg.vocab_size > checkpoint_cfg.vocab_size
+        ckpt.load_stack(model.decoder, sd, body, with_head=True, grow_vocab=grow).log(
+            f"DecoderOnlyLM from {path_or_id}")
         model.generation_config = read_generation_config(folder, cfg.extra)
         return model
 
@@ -381,6 +405,35 @@ class DecoderOnlyLM(nn.Module):
 
         return generate(self, input_ids, attention_mask, **kwargs)
 
+    @property
+    def sep_token_id(self) -> int | None:
+        """The token between source and target ("source <sep> target"). It is saved with the model in
+        ``generation_config.json``; models saved without it used the eos token, as bertgen's training does."""
+        sep = self.generation_config.get("sep_token_id")
+        return sep if sep is not None else self.config.eos_token_id
+
+    def source_prompt(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded sources -> right-padded prompts ``source <sep>``: the prefix the target follows."""
+        sep = self.sep_token_id
+        if sep is None:
+            return input_ids, attention_mask
+        B = input_ids.shape[0]
+        lens = attention_mask.long().sum(1)[:, None]
+        pad = self.config.pad_token_id if self.config.pad_token_id is not None else sep
+        ids = torch.cat([input_ids, input_ids.new_full((B, 1), pad)], 1).scatter_(1, lens, sep)
+        mask = torch.cat([attention_mask, attention_mask.new_zeros(B, 1)], 1).scatter_(1, lens, 1)
+        return ids, mask
+
+    def generate_target(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        """Generate the target of each (right-padded) source from the prompt ``source <sep>``; (B, L) led by one
+        ``<sep>`` column, the layout of `EncoderDecoder.generate_target`."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        ids, mask = self.source_prompt(input_ids, attention_mask)
+        out = self.generate(ids, mask, **kwargs)
+        lead = self.sep_token_id if self.sep_token_id is not None else self.config.pad_token_id
+        return torch.cat([out.new_full((out.shape[0], 1), lead if lead is not None else 0), out], 1)
+
     @staticmethod
     def prefix_lm_batch(
         input_ids: torch.Tensor,
@@ -417,7 +470,7 @@ class DecoderOnlyLM(nn.Module):
 GENERATION_KEYS = (
     "max_length", "max_new_tokens", "min_length", "num_beams", "length_penalty", "early_stopping",
     "no_repeat_ngram_size", "decoder_start_token_id", "bos_token_id", "eos_token_id", "pad_token_id",
-    "length_penalty_style",
+    "length_penalty_style", "sep_token_id",
 )
 
 

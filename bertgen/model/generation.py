@@ -1,6 +1,6 @@
 """Greedy and beam-search decoding for `EncoderDecoder` and `DecoderOnlyLM` (the paper's `gpt`).
 
-Semantics follow `transformers` 4.47–4.57 `generate()` (reference.md §3.5, §5; the vectorised beam search of 4.57)
+Semantics follow `transformers` 4.47–4.57 `generate()` (`generation/utils.py`; the vectorised beam search of 4.57)
 so that a checkpoint decodes to the same token ids here and there (tests/test_generation.py checks this). The
 implementation is our own and built for speed, fully batched (no Python loop over examples or beams):
 - the encoder runs once; cross-attention K/V are computed once per *source* (the beams of a source share them, so
@@ -24,7 +24,7 @@ Length penalty (``length_penalty_style``), with ``len`` = generated tokens inclu
 - ``"hf"``: score = sum log p / len ** alpha (transformers' ``length_penalty``, default 1.0).
 - ``"gnmt"``: score = sum log p / ((5 + len) / 6) ** alpha (the length penalty lp(Y) of Wu et al. 2016, "Google's
   Neural Machine Translation System", as in tensor2tensor's beam search, which the paper uses with beam 4 and
-  alpha 0.6; reference.md §5).
+  alpha 0.6; tensor2tensor's `beam_search.py`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 log = logging.getLogger("bertgen.model.generation")
 
-# transformers' GenerationConfig defaults (reference.md §5); max_length 20 means "20 new tokens" when nobody set it.
+# transformers' GenerationConfig defaults (`generation/configuration_utils.py`); max_length 20 means "20 new tokens" when nobody set it.
 HF_DEFAULT_MAX_LENGTH = 20
 _NEG = -1.0e9  # transformers' "impossible" beam score; the same constant keeps ties and fp32 rounding identical
 
@@ -83,7 +83,7 @@ def generate(
     Every argument left at ``None`` is read from ``model.generation_config`` (the checkpoint's decoding defaults),
     then from ``model.config``, then falls back to transformers' default (num_beams 1, length_penalty 1.0,
     early_stopping False, min_length 0, no_repeat_ngram_size 0, 20 new tokens — with a warning, since that cap bites).
-    ``early_stopping`` is ``False``, ``True`` or ``"never"`` with transformers' meaning (reference.md §5 step 5).
+    ``early_stopping`` is ``False``, ``True`` or ``"never"`` with transformers' meaning (`BeamHypotheses.is_done`).
     Runs without gradients; works on any device and under bf16 autocast (scores are taken in fp32).
     """
     if input_ids.dim() != 2 or input_ids.dtype not in (torch.int64, torch.int32):
@@ -136,6 +136,16 @@ def _first(*values):
         if v is not None:
             return v
     return None
+
+
+def text_special_ids(model, **settings: Any) -> tuple[tuple[int, ...], set[int]]:
+    """(eos ids, ids that are never text: decoder start, bos, pad) as decoding with ``settings`` uses them."""
+    kw = {**settings, "max_new_tokens": 1, "max_length": None, "min_length": None}
+    s = resolve_settings(model, prompt_length=1, **kw)
+    cfg = model.config
+    never = {s.pad_token_id, s.decoder_start_token_id, cfg.pad_token_id, getattr(cfg, "decoder_start_token_id", None),
+             getattr(cfg, "bos_token_id", None), getattr(model, "sep_token_id", None)}
+    return s.eos_token_ids, {int(t) for t in never if t is not None}
 
 
 def resolve_settings(model, prompt_length: int, **kw: Any) -> GenerationSettings:
@@ -300,7 +310,7 @@ def _decoder_only_stepper(model, input_ids, attention_mask, s: GenerationSetting
 
 # --- logits processors (in place on fp32 scores (N, V)) -------------------------------------------------------------
 def _process(scores: torch.Tensor, seqs: torch.Tensor, cur_len: int, s: GenerationSettings) -> torch.Tensor:
-    """min_length then no_repeat_ngram, exactly as transformers' processors (reference.md §5)."""
+    """min_length then no_repeat_ngram, exactly as transformers' processors (`generation/logits_process.py`)."""
     if cur_len < s.min_length and s.eos_token_ids:
         scores[:, list(s.eos_token_ids)] = -float("inf")
     n = s.no_repeat_ngram_size
@@ -368,7 +378,7 @@ def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torc
 
     Per step: log_softmax -> processors -> + beam score -> top 2K of (B, K*V); the best K candidates that did not
     stop stay running; stopped candidates among the top K (EOS, or any at max_length) enter the per-source finished
-    list (best K by length-penalised score). A source is done when the early-stop test of reference.md §5 passes
+    list (best K by length-penalised score). A source is done when transformers' early-stop test (`BeamHypotheses.is_done`) passes
     (or, with ``early_stopping=True``, when its list is full): its result can no longer change, so unlike
     transformers we drop its beams from the batch.
     """

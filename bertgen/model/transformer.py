@@ -1,7 +1,7 @@
 """The Transformer stack shared by every model in the family: BERT-style post-LN and GPT-2-style pre-LN.
 
 One `TransformerStack` is an encoder (bidirectional) or a decoder (causal self-attention, optional cross-attention,
-LM head). The math follows Hugging Face's eager BertGeneration / BERT / RoBERTa / GPT-2 code (reference.md §2, §4)
+LM head). The math follows Hugging Face's eager BertGeneration / BERT / RoBERTa / GPT-2 code (`modeling_bert_generation.py`, `modeling_bert.py`, `modeling_roberta.py`, `modeling_gpt2.py`)
 so that checkpoints load unchanged and logits agree to fp32 tolerance; attention runs through
 `F.scaled_dot_product_attention`.
 
@@ -305,7 +305,7 @@ class TransformerStack(nn.Module):
                     nn.init.normal_(lin.weight, mean=0.0, std=std)
 
     def _init_weights(self, m: nn.Module) -> None:
-        """BERT initialisation (reference.md §2.6): N(0, initializer_range), zero biases, LayerNorm 1/0."""
+        """BERT initialisation (transformers' `BertPreTrainedModel._init_weights`): N(0, initializer_range), zero biases, LayerNorm 1/0."""
         std = self.cfg.initializer_range
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, mean=0.0, std=std)
@@ -331,7 +331,7 @@ class TransformerStack(nn.Module):
     def position_ids(self, input_ids: torch.Tensor, past: int) -> torch.Tensor:
         T = input_ids.shape[1]
         if self.cfg.family == "roberta":
-            # RoBERTa: real tokens count from pad+1, pads sit at pad (reference.md §4.1)
+            # RoBERTa: real tokens count from pad+1, pads sit at pad (transformers' `create_position_ids_from_input_ids`)
             pad = self.cfg.pad_token_id
             keep = input_ids.ne(pad).long()
             return (torch.cumsum(keep, dim=1) + past) * keep + pad
@@ -359,7 +359,7 @@ class TransformerStack(nn.Module):
                 raise ValueError(f"decoder attention_mask covers {attention_mask.shape[1]} positions, expected {S}")
             allowed = allowed & attention_mask[:, None, None, :].bool()
             # A query whose every visible key is masked (e.g. decoder_start_token_id == pad_token_id hides position
-            # 0) would attend uniformly to *all* keys, future included, as transformers does (reference.md §2.3).
+            # 0) would attend uniformly to *all* keys, future included, as transformers does (`modeling_attn_mask_utils.py`).
             # Let such a row see itself instead, so no position can ever look ahead.
             empty = ~allowed.any(dim=-1, keepdim=True)
             allowed = allowed | (empty & (k_pos == q_pos)[None, None])

@@ -1,0 +1,691 @@
+"""Fetch a task's official files (``bertgen.data.sources``), verify their sha256 and unpack them into a ``data_dir``.
+
+``prepare_source(source, dest)`` returns ``dest/<source.folder>``, a folder the task's local readers accept (the
+layouts of ``bertgen.data.tasks``). The DataModule calls ``prepare_task`` when it is given neither ``data_dir`` nor
+``data_files``; ``bertgen-data download`` calls the same code ahead of time.
+
+* Plain URLs are fetched with the standard library: into ``<name>.part``, resumed with an HTTP ``Range`` request
+  when the connection drops (or on the next run), verified, then renamed. Hub files go through
+  ``huggingface_hub.hf_hub_download`` (its own resume and atomic rename) and are verified the same way.
+* Archives are unpacked (only the members the readers need) and parquet files converted, into a temporary sibling
+  folder that is renamed to its final name with a marker file (``.bertgen-source.json``) once complete: a folder
+  with the marker is complete, and a later call returns it without touching the network.
+* ``BERTGEN_DATA_MIRROR=<base URL>`` (or ``mirror=``) replaces every official host: ``https://host/path`` is fetched
+  from ``<base>/host/path`` and the hub from ``<base>/huggingface.co``. Offline (``BERTGEN_OFFLINE``,
+  ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` set) nothing is fetched.
+* Every failure to get the data raises one ``DatasetUnavailableError`` that names the URLs, the expected files and
+  the ``data_dir`` layout; a checksum mismatch raises ``ChecksumMismatchError`` naming the file and both hashes.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import http.client
+import json
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from bertgen.data.cache import default_cache_dir
+from bertgen.data.errors import ChecksumMismatchError, DatasetUnavailableError
+from bertgen.data.sources import HUB_COPIES_NOT_USED, SOURCES, TASK_SOURCES, DatasetSource, RemoteFile
+from bertgen.errors import ConfigError
+
+log = logging.getLogger("bertgen.data")
+
+MIRROR_ENV = "BERTGEN_DATA_MIRROR"
+OFFLINE_ENVS = ("BERTGEN_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+MARKER = ".bertgen-source.json"
+CHUNK = 1 << 20
+
+
+class _Dropped(Exception):
+    """The server closed the connection before the whole body arrived."""
+
+
+# ---- where things come from -----------------------------------------------------------------------------------
+def is_offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no", "off") for v in OFFLINE_ENVS)
+
+
+def _mirror(mirror: str | None) -> str | None:
+    mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
+    return mirror.rstrip("/") if mirror else None
+
+
+def mirror_url(url: str, mirror: str | None = None) -> str:
+    """``url`` itself, or with a mirror its host and path under the mirror: ``<mirror>/<host>/<path>``."""
+    base = _mirror(mirror)
+    if not base:
+        return url
+    parts = urlsplit(url)
+    return f"{base}/{parts.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+
+
+def hub_endpoint(mirror: str | None = None) -> str:
+    """The hub endpoint: ``<mirror>/huggingface.co`` with a mirror, else huggingface_hub's (``HF_ENDPOINT``)."""
+    base = _mirror(mirror)
+    if base:
+        return f"{base}/huggingface.co"
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")
+
+
+def source_urls(source: DatasetSource, mirror: str | None = None) -> list[str]:
+    """Every URL ``source`` is fetched from; hub files as their ``resolve`` URLs (patterns left as patterns)."""
+    out = [mirror_url(f.url, mirror) for f in source.files if f.url]
+    if source.hub is not None:
+        hub = source.hub
+        kind = "datasets/" if hub.repo_type == "dataset" else ""
+        named = [f.path for f in source.files if f.url is None] or list(hub.patterns)
+        base = f"{hub_endpoint(mirror)}/{kind}{hub.repo_id}/resolve/{hub.revision.replace('/', '%2F')}"
+        out += [f"{base}/{p}" for p in named]
+    return out
+
+
+def default_dest() -> Path:
+    """Where downloads land when no destination is given: ``<bertgen data cache>/sources``."""
+    return default_cache_dir() / "sources"
+
+
+def resolve_source(name: str) -> DatasetSource:
+    """A source by its name or by a task name (``wmt14_en_de`` -> ``wmt14``)."""
+    key = TASK_SOURCES.get(name, name)
+    if key not in SOURCES:
+        known = sorted(set(SOURCES) | set(TASK_SOURCES))
+        raise DatasetUnavailableError(f"no official source named '{name}'; known: {', '.join(known)}")
+    return SOURCES[key]
+
+
+def source_for_task(task: Any) -> DatasetSource | None:
+    """The official source a task is read from when no local copy is given, or None: a task without one
+    (``files``), or a task whose ``hub_path`` was set to another dataset (read through ``datasets`` as before).
+
+    DiscoFuse: ``source="official"`` (default) is the balanced release the paper used; ``source="hub"`` the hub
+    copy, which is the full, unbalanced set (with a warning)."""
+    name = getattr(task, "name", None)
+    if name not in TASK_SOURCES:
+        return None
+    default_hub = getattr(type(task), "default_hub_path", None)
+    if getattr(task, "hub_path", None) not in (None, default_hub):
+        return None
+    choice = getattr(task, "source", "official")
+    if choice not in ("official", "hub"):
+        raise ConfigError(f"{name}: task_options.source must be 'official' or 'hub', got {choice!r}")
+    if choice == "hub":
+        if name != "discofuse":
+            raise ConfigError(f"{name}: task_options.source=hub exists for discofuse only (its hub copy is unbalanced)")
+        log.warning(
+            "discofuse: task_options.source=hub reads the Hugging Face copy, which is the full UNBALANCED "
+            "Wikipedia set (16.3M train), NOT the balanced set the paper used; train_fraction subsets are "
+            "then of the unbalanced data"
+        )
+        return SOURCES["discofuse_hub"]
+    return SOURCES[TASK_SOURCES[name]]
+
+
+# ---- the error message ------------------------------------------------------------------------------------------
+def _expected_files(source: DatasetSource) -> str:
+    parts = []
+    for f in source.files:
+        facts = [f"{f.size:,} bytes" if f.size else None, f"sha256 {f.sha256}" if f.sha256 else "sha256 not recorded"]
+        parts.append(f"{f.path} ({', '.join(x for x in facts if x)})")
+    if source.hub is not None and not any(f.url is None for f in source.files):
+        parts.append(
+            f"{' '.join(source.hub.patterns)} of the hub dataset {source.hub.repo_id} (revision "
+            f"{source.hub.revision}; sha256 as the hub publishes it)"
+        )
+    return "; ".join(parts)
+
+
+def unavailable_message(
+    source: DatasetSource,
+    why: str,
+    *,
+    task: str | None = None,
+    mirror: str | None = None,
+    layout_help: str | None = None,
+) -> str:
+    """One message: what failed, the URLs, the expected files, and how to prepare the data elsewhere."""
+    task = task or source.name
+    command = task if TASK_SOURCES.get(task) == source.name else source.name
+    lines = [
+        f"{task}: cannot download {source.title}: {why}.",
+        f"URLs: {', '.join(source_urls(source, mirror))}.",
+        f"Expected files: {_expected_files(source)}.",
+        (
+            f"Prepare it on a machine with network: `bertgen-data download {command} --dest DIR`, copy "
+            f"DIR/{source.folder} here and pass data_dir=<that folder> (it holds {', '.join(source.layout)})."
+        ),
+    ]
+    if task in HUB_COPIES_NOT_USED:
+        lines.append(f"(Not used: the hub copy {HUB_COPIES_NOT_USED[task]}.)")
+    if layout_help:
+        lines.append(layout_help)
+    return " ".join(lines)
+
+
+# ---- plain HTTP(S) downloads ------------------------------------------------------------------------------------
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _progress(total: int | None, initial: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=not enabled,
+        leave=False,
+    )
+
+
+def _user_agent() -> str:
+    from bertgen import __version__
+
+    return f"bertgen/{__version__}"
+
+
+def _get_once(url: str, part: Path, *, size: int | None, progress: bool, timeout: float, desc: str) -> None:
+    """One GET into ``part``, continuing it with a Range request when it already holds bytes."""
+    have = part.stat().st_size if part.exists() else 0
+    if size is not None and have > size:
+        part.unlink()
+        have = 0
+    headers = {"User-Agent": _user_agent(), "Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:
+            if size is None or have == size:
+                return  # the part file is already complete
+            part.unlink()
+            raise _Dropped(f"the server cannot resume at byte {have:,}; starting over") from None
+        raise
+    with resp:
+        if have and resp.status == 206 and resp.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+            mode = "ab"
+        else:  # the server ignored the range: start over
+            have, mode = 0, "wb"
+        length = resp.headers.get("Content-Length")
+        expected = int(length) if length is not None and length.isdigit() else None
+        got = 0
+        with (
+            open(part, mode) as out,
+            _progress(size or (expected + have if expected else None), have, desc, progress) as bar,
+        ):
+            while True:
+                try:
+                    block = resp.read(CHUNK)
+                except (http.client.IncompleteRead, ConnectionError, TimeoutError) as e:
+                    raise _Dropped(f"connection dropped after {have + got:,} bytes ({type(e).__name__})") from None
+                if not block:
+                    break
+                out.write(block)
+                got += len(block)
+                bar.update(len(block))
+        if expected is not None and got < expected:
+            raise _Dropped(f"connection closed after {have + got:,} of {have + expected:,} bytes")
+
+
+def fetch_url(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    size: int | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+    resume_attempts: int = 5,
+    what: str | None = None,
+) -> Path:
+    """Download ``url`` to ``dest`` atomically (``dest.part``, then rename) and verify its sha256.
+
+    A dropped connection is resumed with ``Range: bytes=<have>-`` (up to ``resume_attempts`` times in a row without
+    progress being lost; a later call resumes the ``.part`` file too). Raises ``ChecksumMismatchError`` (the bad file
+    is deleted) and lets network errors (``urllib.error.URLError``, ``_Dropped``) through for the caller to word."""
+    dest = Path(dest)
+    name = what or dest.name
+    if dest.is_file():
+        _verify(dest, sha256, size, url, name)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    attempts = 0
+    while True:
+        before = part.stat().st_size if part.exists() else 0
+        try:
+            _get_once(url, part, size=size, progress=progress, timeout=timeout, desc=dest.name)
+            break
+        except _Dropped as e:
+            now = part.stat().st_size if part.exists() else 0
+            attempts = attempts + 1 if now <= before else 1
+            if attempts > resume_attempts:
+                raise
+            log.warning("%s: %s; resuming at byte %d with an HTTP Range request", name, e, now)
+    _verify(part, sha256, size, url, name)
+    os.replace(part, dest)
+    return dest
+
+
+def _verify(path: Path, sha256: str | None, size: int | None, url: str, name: str) -> None:
+    found = sha256_file(path)
+    n = path.stat().st_size
+    if (sha256 and found != sha256) or (not sha256 and size is not None and n != size):
+        path.unlink()
+        expected = sha256 or f"{size:,} bytes"
+        raise ChecksumMismatchError(
+            f"{name}: checksum mismatch for the file downloaded from {url}: expected sha256 {expected}, found "
+            f"sha256 {found} ({n:,} bytes). The file was deleted; run again to download it afresh, or check the "
+            f"source (a changed upstream file, a proxy or mirror serving other bytes)."
+        )
+
+
+# ---- hub files --------------------------------------------------------------------------------------------------
+def _hub_listing(source: DatasetSource, endpoint: str, timeout: float) -> list[RemoteFile]:
+    """The files of ``source.hub`` matching its patterns, with the sha256 to expect (recorded, else the hub's)."""
+    from huggingface_hub import HfApi
+
+    hub = source.hub
+    info = HfApi(endpoint=endpoint).dataset_info(
+        hub.repo_id, revision=hub.revision, files_metadata=True, timeout=timeout
+    )
+    recorded = {f.path: f for f in source.files if f.url is None}
+    out = []
+    for sib in sorted(info.siblings or [], key=lambda s: s.rfilename):
+        if not any(fnmatch(sib.rfilename, p) for p in hub.patterns):
+            continue
+        lfs = sib.lfs
+        hub_sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
+        rec = recorded.get(sib.rfilename)
+        if rec is not None and rec.sha256:
+            if hub_sha and hub_sha != rec.sha256:  # fail before downloading what cannot match
+                raise ChecksumMismatchError(
+                    f"{source.name}/{rec.path}: the hub {hub.repo_id}@{hub.revision} publishes sha256 {hub_sha} for "
+                    f"this file, not the recorded sha256 {rec.sha256} ({rec.checksum_origin}); nothing was downloaded"
+                )
+            out.append(dataclasses.replace(rec, size=rec.size or sib.size))
+        else:
+            out.append(RemoteFile(sib.rfilename, None, sib.size, hub_sha, f"the hub's LFS sha256 of {hub.repo_id}"))
+    missing = sorted(set(recorded) - {f.path for f in out})
+    if missing or not out:
+        raise DatasetUnavailableError(
+            f"{hub.repo_id}@{hub.revision} has no file matching {list(hub.patterns)}"
+            + (f" (missing: {missing})" if missing else "")
+            + "; the repository changed"
+        )
+    return out
+
+
+def _fetch_hub_file(
+    source: DatasetSource, rf: RemoteFile, folder: Path, endpoint: str, progress: bool, timeout: float
+) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    hub = source.hub
+    was_disabled = are_progress_bars_disabled()
+    if not progress:
+        disable_progress_bars()
+    try:
+        path = Path(
+            hf_hub_download(
+                hub.repo_id,
+                rf.path,
+                repo_type=hub.repo_type,
+                revision=hub.revision,
+                local_dir=folder,
+                endpoint=endpoint,
+                etag_timeout=timeout,
+            )
+        )
+    finally:
+        if not progress and not was_disabled:
+            enable_progress_bars()
+    url = f"{endpoint}/datasets/{hub.repo_id}/resolve/{hub.revision.replace('/', '%2F')}/{rf.path}"
+    if rf.sha256 is None:
+        log.warning("%s: no sha256 recorded or published for %s; it is used unverified", source.name, rf.path)
+    _verify(path, rf.sha256, rf.size if rf.sha256 is None else None, url, rf.path)
+    return path
+
+
+# ---- unpacking --------------------------------------------------------------------------------------------------
+def _split_of(path: str) -> str:
+    """``default/train/0000.parquet`` and ``3.0.0/train-00000-of-00003.parquet`` -> ``train``."""
+    p = Path(path)
+    if p.parent.name in ("train", "validation", "test"):
+        return p.parent.name
+    return p.name.split("-")[0].split(".")[0]
+
+
+def _by_split(files: dict[str, Path]) -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for rel in sorted(files):
+        if rel.endswith(".parquet"):
+            out.setdefault(_split_of(rel), []).append(files[rel])
+    return out
+
+
+def _parquet_rows(paths: list[Path], columns: list[str]) -> Iterator[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    for p in paths:
+        try:
+            pf = pq.ParquetFile(p)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a file that is not parquet
+            raise _Corrupt(p, e) from None
+        missing = [c for c in columns if c not in pf.schema_arrow.names]
+        if missing:
+            raise DatasetUnavailableError(f"{p.name}: parquet columns {pf.schema_arrow.names} lack {missing}")
+        for batch in pf.iter_batches(columns=columns, batch_size=4096):
+            yield from batch.to_pylist()
+
+
+class _Corrupt(Exception):
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(f"{path.name}: {type(error).__name__}: {error}")
+        self.path = path
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text if text is not None else "").replace("\t", " ").splitlines())
+
+
+def _build_zip(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
+    """Plain files are copied; ``source.members`` (output name -> member path suffix) are taken out of the archives."""
+    archives = [p for rel, p in files.items() if rel.endswith(".zip")]
+    for rel, p in files.items():
+        if not rel.endswith(".zip"):
+            shutil.copyfile(p, out / Path(rel).name)
+    wanted = dict(source.members)
+    for archive in archives:
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                names = [n for n in zf.namelist() if not n.endswith("/")]
+                for target, suffix in list(wanted.items()):
+                    hits = [n for n in names if n == suffix or n.endswith("/" + suffix)]
+                    if not hits:
+                        continue
+                    if len(hits) > 1:
+                        raise DatasetUnavailableError(f"{archive.name}: several members match {suffix}: {hits}")
+                    with zf.open(hits[0]) as src, open(out / target, "wb") as dst:
+                        shutil.copyfileobj(src, dst, CHUNK)
+                    del wanted[target]
+        except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+            raise _Corrupt(archive, e) from None
+    if wanted:
+        raise DatasetUnavailableError(
+            f"{source.name}: the archive(s) {[a.name for a in archives]} lack {sorted(wanted.values())}"
+        )
+    return _count_rows(source, out)
+
+
+def _count_rows(source: DatasetSource, out: Path) -> dict[str, int]:
+    """Examples per split of line-based files (the first file of each split in ``source.layout``)."""
+    split_of = {"train": "train", "dev": "validation", "validation": "validation", "test": "test", "tune": "tune"}
+    rows: dict[str, int] = {}
+    for name in source.layout:
+        split = split_of.get(name.split(".")[0].split("_")[0])
+        if split is None or split in rows or not (out / name).is_file():
+            continue
+        with open(out / name, "rb") as f:
+            n = sum(1 for _ in f)
+        header = name.endswith(".tsv") and source.name.startswith("discofuse")
+        rows[split] = n - 1 if header else n
+    return rows
+
+
+def _build_cnn_dailymail(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
+    rows = {}
+    for split, paths in _by_split(files).items():
+        with open(out / f"{split}.csv", "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["id", "article", "highlights"])
+            n = 0
+            for r in _parquet_rows(paths, ["id", "article", "highlights"]):
+                w.writerow([r["id"], r["article"], r["highlights"]])
+                n += 1
+        rows[split] = n
+    return rows
+
+
+def _build_xsum(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
+    rows = {}
+    for split, paths in _by_split(files).items():
+        with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            n = 0
+            for r in _parquet_rows(paths, ["document", "summary", "id"]):
+                f.write(
+                    json.dumps(
+                        {"document": r["document"] or "", "summary": r["summary"] or "", "id": r["id"]},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
+                n += 1
+        rows[split] = n
+    return rows
+
+
+def _build_wmt14(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
+    rows = {}
+    for split, paths in _by_split(files).items():
+        with (
+            open(out / f"{split}.de", "w", encoding="utf-8") as de,
+            open(out / f"{split}.en", "w", encoding="utf-8") as en,
+        ):
+            n = 0
+            for r in _parquet_rows(paths, ["translation"]):
+                t = r["translation"] or {}
+                de.write(_one_line(t.get("de")) + "\n")  # one sentence per line keeps the two files aligned
+                en.write(_one_line(t.get("en")) + "\n")
+                n += 1
+        rows[split] = n
+    return rows
+
+
+def _build_discofuse_parquet(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
+    from bertgen.data.tasks import DiscoFuseTask
+
+    cols = list(DiscoFuseTask.COLUMNS)
+    names = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+    rows = {}
+    for split, paths in _by_split(files).items():
+        with open(out / names.get(split, f"{split}.tsv"), "w", encoding="utf-8") as f:
+            f.write("\t".join(cols) + "\n")
+            n = 0
+            for r in _parquet_rows(paths, cols):
+                vals = [
+                    f"{float(r[c]):.1f}" if c.startswith("has_coref") and r[c] is not None else _one_line(r[c])
+                    for c in cols
+                ]
+                f.write("\t".join(vals) + "\n")
+                n += 1
+        rows[split] = n
+    return rows
+
+
+BUILDERS: dict[str, Callable[[DatasetSource, dict[str, Path], Path], dict[str, int]]] = {
+    "zip": _build_zip,
+    "cnn_dailymail_parquet": _build_cnn_dailymail,
+    "xsum_parquet": _build_xsum,
+    "wmt14_parquet": _build_wmt14,
+    "discofuse_parquet": _build_discofuse_parquet,
+}
+
+
+# ---- the whole thing --------------------------------------------------------------------------------------------
+def is_prepared(folder: str | os.PathLike) -> bool:
+    return (Path(folder) / MARKER).is_file()
+
+
+def prepare_source(
+    source: DatasetSource,
+    dest: str | os.PathLike | None = None,
+    *,
+    mirror: str | None = None,
+    progress: bool = True,
+    keep_downloads: bool = False,
+    timeout: float = 60.0,
+    task: str | None = None,
+    layout_help: str | None = None,
+) -> Path:
+    """Download, verify and unpack ``source`` into ``dest/<source.folder>`` (default ``dest``: ``default_dest()``)
+    and return that folder. Already prepared: returned at once, offline too."""
+    dest = Path(dest) if dest is not None else default_dest()
+    final = dest / source.folder
+    if is_prepared(final):
+        return final
+    if final.exists() and any(final.iterdir()):
+        raise DatasetUnavailableError(
+            f"{final} exists but was not written by bertgen-data (no {MARKER}); remove it, or pass it as data_dir= "
+            f"if it already holds {', '.join(source.layout)}"
+        )
+
+    def fail(why: str) -> DatasetUnavailableError:
+        return DatasetUnavailableError(
+            unavailable_message(source, why, task=task, mirror=mirror, layout_help=layout_help)
+        )
+
+    if is_offline():
+        set_ = [v for v in OFFLINE_ENVS if os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no", "off")]
+        raise fail(f"offline mode ({' / '.join(set_)} is set), so nothing is downloaded") from None
+    dest.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock  # a dependency of huggingface_hub
+
+    with FileLock(str(dest / f".{source.folder}.lock")):
+        if is_prepared(final):  # another process finished it while this one waited
+            return final
+        downloads = dest / ".downloads" / source.folder
+        try:
+            files = _download_all(source, downloads, mirror=mirror, progress=progress, timeout=timeout)
+        except _NotAvailable as e:
+            raise fail(str(e)) from None
+        tmp = dest / f".{source.folder}.partial-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            log.info("%s: unpacking into %s", source.name, final)
+            rows = BUILDERS[source.builder](source, files, tmp)
+        except _Corrupt as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            e.path.unlink(missing_ok=True)
+            raise fail(f"{e} (a corrupt or truncated download; it was deleted, run again to fetch it afresh)") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _check_rows(source, rows)
+        (tmp / MARKER).write_text(
+            json.dumps(
+                {
+                    "source": source.name,
+                    "title": source.title,
+                    "homepage": source.homepage,
+                    "urls": source_urls(source, mirror),
+                    "files": [
+                        {"path": rel, "sha256": sha256_file(p), "bytes": p.stat().st_size}
+                        for rel, p in sorted(files.items())
+                    ],
+                    "rows": rows,
+                    "prepared": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        if final.exists():
+            final.rmdir()  # empty (checked above)
+        os.replace(tmp, final)
+        if not keep_downloads:
+            shutil.rmtree(downloads, ignore_errors=True)
+    log.info("%s: ready in %s (%s)", source.name, final, ", ".join(f"{k} {v:,}" for k, v in rows.items()))
+    return final
+
+
+class _NotAvailable(Exception):
+    """A source that cannot be reached right now (offline, 404, connection refused, dropped for good)."""
+
+
+def _download_all(
+    source: DatasetSource, downloads: Path, *, mirror: str | None, progress: bool, timeout: float
+) -> dict[str, Path]:
+    """Every file of ``source`` in ``downloads``, verified: repository path -> local file."""
+    out: dict[str, Path] = {}
+    for f in source.files:
+        if f.url is None:
+            continue
+        url = mirror_url(f.url, mirror)
+        try:
+            out[f.path] = fetch_url(
+                url,
+                downloads / Path(f.path).name,
+                sha256=f.sha256,
+                size=f.size,
+                progress=progress,
+                timeout=timeout,
+                what=f"{source.name}/{f.path}",
+            )
+        except ChecksumMismatchError:
+            raise
+        except urllib.error.HTTPError as e:
+            raise _NotAvailable(f"{url} answered HTTP {e.code} {e.reason}") from None
+        except (urllib.error.URLError, _Dropped, OSError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise _NotAvailable(f"{url} could not be reached ({type(e).__name__}: {reason})") from None
+    if source.hub is not None:
+        endpoint = hub_endpoint(mirror)
+        try:
+            listing = _hub_listing(source, endpoint, timeout)
+            for rf in listing:
+                out[rf.path] = _fetch_hub_file(source, rf, downloads / "hub", endpoint, progress, timeout)
+        except ChecksumMismatchError:
+            raise
+        except DatasetUnavailableError as e:
+            raise _NotAvailable(str(e)) from None
+        except Exception as e:  # noqa: BLE001 - huggingface_hub/requests: offline, 404, unreachable, gated...
+            first = str(e).splitlines()[0][:300] if str(e) else ""
+            raise _NotAvailable(
+                f"the hub at {endpoint} could not serve {source.hub.repo_id} ({type(e).__name__}: {first})"
+            ) from None
+    return out
+
+
+def _check_rows(source: DatasetSource, rows: dict[str, int]) -> None:
+    for split, n in rows.items():
+        want = source.rows.get(split)
+        if want is not None and want != n:
+            log.warning("%s/%s: %d examples where the source's card says %d", source.name, split, n, want)
+
+
+def prepare_task(task: Any, dest: str | os.PathLike | None = None, **kwargs: Any) -> Path:
+    """``prepare_source`` for a task (``bertgen.data.tasks.Task``): its official source, its name and its layout
+    help in the error message. Raises ``DatasetUnavailableError`` when the task has no official source."""
+    source = source_for_task(task)
+    if source is None:
+        raise DatasetUnavailableError(f"{task.name}: no official source; pass data_dir= or data_files=")
+    return prepare_source(source, dest, task=task.name, layout_help=task.layout_help(), **kwargs)

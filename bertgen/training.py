@@ -1,0 +1,193 @@
+"""What a training run is built from, as plain functions of plain config values: tokenizers, the model spec, the
+special tokens, the global batch, the Trainer's arguments and the checkpoint to resume from. ``train.py`` calls
+these in order."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Any, Mapping
+
+from bertgen.errors import ConfigError
+
+log = logging.getLogger("bertgen.train")
+
+# Trainer arguments a run sets itself (from other config keys), so they are not taken from ``trainer``.
+TRAINER_ARGS_SET_BY_RUN = ("callbacks", "logger", "default_root_dir", "accumulate_grad_batches", "deterministic")
+
+
+def special_tokens(tok, decoder_only: bool = False) -> dict[str, int | None]:
+    """Start/eos/pad of the decoder side: <s>/</s>/<pad> when the vocabulary has them, BERT's [CLS]/[SEP]/[PAD]
+    otherwise; GPT-2 (no pad) pads with its end-of-text token (padding is masked and never scored). Decoder-only
+    models read "source <sep> target" with the eos as separator (GPT-2 has no separator token)."""
+    start = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
+    eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
+    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+    if start is None or eos is None:
+        raise ConfigError(f"the target tokenizer has no start/end tokens (bos/cls, eos/sep): {tok!r}")
+    out = {"decoder_start_token_id": start, "eos_token_id": eos, "pad_token_id": pad}
+    if decoder_only:
+        out["sep_token_id"] = eos
+    return out
+
+
+def load_tokenizers(model: Mapping[str, Any], task: Mapping[str, Any], run_dir: Path, data_dir: Path | None):
+    """(source, target) tokenizers of a model config; ``train_sentencepiece`` trains one into the run dir."""
+    from bertgen.tokenization import load_tokenizer, train_sentencepiece
+
+    def one(spec, name):
+        if spec is None:
+            return None
+        if isinstance(spec, Mapping) and "train_sentencepiece" in spec:
+            if not task.get("synthetic"):
+                raise ConfigError("model.tokenizer.train_sentencepiece is supported for the synthetic quickstart "
+                                  "corpus only")
+            from bertgen.data.synthetic import synthetic_texts
+
+            opts = dict(spec["train_sentencepiece"])
+            return train_sentencepiece(synthetic_texts(data_dir), output_dir=run_dir / name, **opts)
+        return load_tokenizer(str(spec))
+
+    src = one(model.get("tokenizer"), "tokenizer")
+    if src is None:
+        raise ConfigError("model.tokenizer is not set: a folder, hub id or {train_sentencepiece: ...}")
+    return src, one(model.get("target_tokenizer"), "target_tokenizer") or src
+
+
+def model_spec(model: Mapping[str, Any], src_tok, tgt_tok, special: Mapping[str, int | None]) -> dict[str, Any]:
+    """The model config with random sides completed from the tokenizers (vocabulary size, special tokens)."""
+    spec = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in model.items()}
+    for side, tok in (("encoder", src_tok), ("decoder", tgt_tok)):
+        value = spec.get(side)
+        if isinstance(value, dict):
+            if value.get("vocab_size") is None:
+                value["vocab_size"] = tok.vocab_size
+            value.setdefault("pad_token_id", special["pad_token_id"] if side == "decoder" else (tok.pad_token_id or 0))
+            value.setdefault("bos_token_id", tok.bos_token_id)
+            value.setdefault("eos_token_id", tok.eos_token_id)
+    keys = ("kind", "encoder", "decoder", "pretrained", "tie_encoder_decoder", "share_embeddings", "overrides")
+    return {k: spec.get(k) for k in keys}
+
+
+def world_size(trainer: Mapping[str, Any]) -> int:
+    devices = trainer.get("devices", 1)
+    if devices in ("auto", -1, "-1"):
+        import torch
+
+        devices = torch.cuda.device_count() if trainer.get("accelerator") in ("gpu", "cuda") else 1
+    n = len(devices) if isinstance(devices, (list, tuple)) else int(devices)
+    return max(1, n) * int(trainer.get("num_nodes") or 1)
+
+
+def accumulation(global_batch: int | None, batch_size: int | None, world: int, max_tokens: int | None) -> int:
+    """Gradient accumulation that keeps the paper's global batch when devices change."""
+    if max_tokens or not global_batch or not batch_size:
+        return 1
+    per_step = batch_size * world
+    if global_batch % per_step:
+        raise ConfigError(
+            f"global_batch_size {global_batch} is not a multiple of batch_size {batch_size} x {world} devices; "
+            "change batch_size or global_batch_size"
+        )
+    return global_batch // per_step
+
+
+def trainer_arguments(trainer: Mapping[str, Any]) -> dict[str, Any]:
+    """``trainer`` as ``lightning.Trainer`` keyword arguments. Every Trainer argument is listed in
+    ``conf/trainer/default.yaml`` (so ``trainer.<arg>=<value>`` works without ``+``); anything else is refused here
+    with its name, as are the arguments a run sets itself."""
+    import lightning as L
+
+    known = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    args = dict(trainer)
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ConfigError(f"trainer: {', '.join(unknown)} {'is not a' if len(unknown) == 1 else 'are not'} "
+                          f"lightning.Trainer argument{'s' if len(unknown) > 1 else ''}")
+    owned = sorted(set(args) & set(TRAINER_ARGS_SET_BY_RUN) - {"accumulate_grad_batches"})
+    if owned:
+        raise ConfigError(f"trainer: {', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by the run itself "
+                          "(callbacks/logger config groups, the run dir, deterministic=)")
+    return args
+
+
+def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """``last``: this run dir's last.ckpt, else the newest last.ckpt of earlier runs of the same task and model."""
+    if ckpt_path in (None, "", "null"):
+        return None
+    from bertgen.checkpoint_io import load_checkpoint_safely
+
+    if ckpt_path != "last":
+        if not Path(ckpt_path).is_file():
+            raise ConfigError(f"ckpt_path {ckpt_path} does not exist")
+        chosen = Path(ckpt_path)
+    elif (run_dir / "checkpoints" / "last.ckpt").is_file():
+        chosen = run_dir / "checkpoints" / "last.ckpt"
+    else:
+        candidates = sorted(run_dir.parent.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise ConfigError(f"ckpt_path=last: no checkpoints/last.ckpt in {run_dir} or its sibling run dirs")
+        chosen = candidates[-1]
+        log.info("resuming from the newest earlier run: %s", chosen)
+    # a truncated or foreign file fails here, with the newest intact alternative named, never silently replaced
+    load_checkpoint_safely(chosen, mmap=True)
+    return str(chosen)
+
+
+# ---- start-up validation: every error names its key, before any data or model work ---------------------------------
+def _check(key: str, value: Any, kind: type | tuple[type, ...], *, low: float | None = None, high: float | None = None,
+           low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
+    if value is None:
+        if optional:
+            return
+        raise ConfigError(f"{key} is not set")
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ConfigError(f"{key}={value!r}: expected {names}{' or null' if optional else ''}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ConfigError(f"{key}={value!r}: must be {'>' if low_open else '>='} {low}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise ConfigError(f"{key}={value!r}: must be {'<' if high_open else '<='} {high}")
+
+
+def validate_config(c: Mapping[str, Any]) -> None:
+    """Types, ranges and consistency of a composed train config (plain dict)."""
+    num = (int, float)
+    _check("seed", c.get("seed"), int)
+    _check("batch_size", c.get("batch_size"), int, low=1, optional=True)
+    _check("global_batch_size", c.get("global_batch_size"), int, low=1, optional=True)
+    _check("max_tokens", c.get("max_tokens"), int, low=1, optional=True)
+    if c.get("batch_size") is None and c.get("max_tokens") is None:
+        raise ConfigError("batch_size and max_tokens are both null: set one")
+    _check("num_workers", c.get("num_workers"), int, low=0)
+    _check("num_threads", c.get("num_threads"), int, low=1, optional=True)
+    _check("label_smoothing", c.get("label_smoothing"), num, low=0, high=1, high_open=True)
+    for key in ("deterministic", "gradient_checkpointing", "compile", "export_model", "test_after_training",
+                "skip_invalid"):
+        _check(key, c.get(key), bool)
+    task, optim, trainer = c["task"], c["optim"], c["trainer"]
+    _check("task.train_fraction", task.get("train_fraction"), num, low=0, low_open=True, high=1)
+    _check("task.val_max_examples", task.get("val_max_examples"), int, low=1, optional=True)
+    _check("optim.lr", optim.get("lr"), num, low=0, low_open=True, optional=optim.get("name") == "paper")
+    _check("optim.constant", optim.get("constant"), num, low=0, low_open=True, optional=optim.get("name") != "paper")
+    _check("optim.warmup_steps", optim.get("warmup_steps"), int, low=0, optional=True)
+    _check("optim.weight_decay", optim.get("weight_decay"), num, low=0, optional=True)
+    _check("optim.eps", optim.get("eps"), num, low=0, low_open=True, optional=True)
+    for i, b in enumerate(optim.get("betas") or ()):
+        _check(f"optim.betas[{i}]", b, num, low=0, high=1, high_open=True)
+    _check("trainer.max_steps", trainer.get("max_steps"), int, low=-1)
+    _check("trainer.max_epochs", trainer.get("max_epochs"), int, low=-1, optional=True)
+    _check("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches"), int, low=1, optional=True)
+    _check("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), num, low=0, optional=True)
+    _check("trainer.log_every_n_steps", trainer.get("log_every_n_steps"), int, low=1, optional=True)
+    vci = trainer.get("val_check_interval")
+    if isinstance(vci, float):
+        _check("trainer.val_check_interval", vci, float, low=0, low_open=True, high=1)
+    else:
+        _check("trainer.val_check_interval", vci, int, low=1, optional=True)
+    if trainer.get("max_steps") == -1 and trainer.get("max_epochs") == -1 and not trainer.get("max_time"):
+        raise ConfigError("trainer.max_steps=-1 with no max_epochs or max_time: the run would never stop")
+    if not trainer.get("accumulate_grad_batches"):
+        accumulation(c.get("global_batch_size"), c.get("batch_size"), world_size(trainer), c.get("max_tokens"))

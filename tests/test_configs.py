@@ -1,0 +1,107 @@
+"""Every option of every config group and every experiment composes and resolves (no training; seconds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+
+import lightning as L
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from bertgen.data import DATAMODULES
+from bertgen.metrics import TASK_METRICS
+from bertgen.training import TRAINER_ARGS_SET_BY_RUN, trainer_arguments, validate_config
+from conftest import REPO
+
+CONF = REPO / "conf"
+HAS_OPTUNA = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+HAS_SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def compose_train(overrides: list[str], hydra_config: bool = False):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=overrides, return_hydra_config=hydra_config)
+
+
+def resolved(cfg) -> dict:
+    """Everything but the hydra node, resolved (the loggers' `${hydra:...}` need a running app: left as they are)."""
+    return {k: OmegaConf.to_container(v, resolve=k != "logger") if OmegaConf.is_config(v) else v
+            for k, v in cfg.items() if k != "hydra"}
+
+
+GROUPS = ["task", "model", "optim", "trainer", "logger", "callbacks", "debug", "experiment"]
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes(group, option):
+    c = resolved(compose_train([f"{group}={option}"]))
+    assert c["task"]["datamodule"] in DATAMODULES and c["task"]["metrics"] in TASK_METRICS
+    trainer_arguments(c["trainer"])  # every trainer option is a valid set of Trainer arguments
+    validate_config(c)
+    assert isinstance(c["model"]["name"], str) and c["model"]["kind"] in ("encoder_decoder", "decoder_only")
+
+
+@pytest.mark.parametrize("task", options("task"))
+def test_tasks_state_only_what_differs_from_the_shared_defaults(task):
+    text = (CONF / "task" / f"{task}.yaml").read_text()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        assert not (key in ("datamodule", "metrics") and value.strip() == task), f"{task}.yaml restates {key}"
+    c = resolved(compose_train([f"task={task}"]))["task"]
+    assert c["name"] == task
+
+
+@pytest.mark.parametrize("task", options("task"))
+@pytest.mark.parametrize("model", options("model"))
+def test_every_task_with_every_model(task, model):
+    validate_config(resolved(compose_train([f"task={task}", f"model={model}"])))
+
+
+def test_trainer_defaults_list_every_lightning_trainer_argument():
+    """conf/trainer/default.yaml names every Trainer argument (so trainer.<arg>= works without +)."""
+    listed = set(OmegaConf.load(CONF / "trainer" / "default.yaml"))
+    known = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    assert listed == known - set(TRAINER_ARGS_SET_BY_RUN) | {"accumulate_grad_batches"}
+
+
+def test_any_trainer_argument_overrides_without_plus_and_a_misspelt_one_is_named():
+    c = resolved(compose_train(["trainer.limit_val_batches=2", "trainer.max_time=00:01:00:00"]))
+    assert c["trainer"]["limit_val_batches"] == 2 and trainer_arguments(c["trainer"])["max_time"] == "00:01:00:00"
+    with pytest.raises(Exception, match="limt_val_batches"):
+        compose_train(["trainer.limt_val_batches=2"])
+    from bertgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="limt_val_batches is not a lightning.Trainer argument"):
+        trainer_arguments({**c["trainer"], "limt_val_batches": 2})
+
+
+@pytest.mark.skipif(not HAS_OPTUNA, reason="hydra-optuna-sweeper not installed (pip install -e '.[sweep]')")
+@pytest.mark.parametrize("option", options("hparams_search"))
+def test_hparams_search_composes_and_names_a_metric_the_run_returns(option):
+    cfg = compose_train(["experiment=quickstart", f"hparams_search={option}"], hydra_config=True)
+    assert cfg.hydra.sweeper.direction == "maximize"
+    key = cfg.optimized_metric
+    assert key == "best_score" or key.split("/", 1)[0] in ("val", "test")
+
+
+@pytest.mark.skipif(not HAS_SUBMITIT, reason="hydra-submitit-launcher not installed (pip install -e '.[sweep]')")
+@pytest.mark.parametrize("option", options("hydra/launcher"))
+def test_launchers_compose(option):
+    cfg = compose_train(["trainer=gpu", f"hydra/launcher={option}"], hydra_config=True)
+    assert cfg.hydra.launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher")
+
+
+def test_evaluate_config_composes_with_every_task():
+    for task in options("task"):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("evaluate", overrides=[f"task={task}"])
+        assert OmegaConf.to_container(cfg, resolve=True)["task"]["name"] == task

@@ -1,0 +1,238 @@
+"""Reliability and safety through the real command line: nothing executed from a checkpoint, no silent loss, every
+bad input one clear error naming what is wrong."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+
+QUICK = ["experiment=quickstart", "trainer.enable_progress_bar=false", "task.synthetic.train=128",
+         "task.synthetic.validation=8", "task.synthetic.test=8", "task.val_generation.max_new_tokens=4",
+         "task.val_max_examples=8", "batch_size=16", "global_batch_size=16"]
+
+
+def cli(script: str, args: list[str], cwd: Path, timeout: int = 300, user: int | None = None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "BERTGEN_DATA_CACHE": str(cwd / "cache")}
+    cmd = [sys.executable, str(REPO / script), *args]
+    if user is not None:  # drop root's permission override: CI runs as root
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+        env["HOME"] = str(cwd)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+class _Payload:
+    """Unpickling this runs ``touch <marker>``: what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def craft_checkpoint(path: Path, marker: Path, legacy: bool = False, **extra) -> None:
+    """A .ckpt whose unpickling runs code: torch's zip format, or a plain pickle (``legacy``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"state_dict": {}, "global_step": 0, "payload": _Payload(marker), **extra}
+    if legacy:
+        with open(path, "wb") as f:
+            pickle.dump(data, f)
+    else:
+        torch.save(data, path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A finished 4-step quickstart run (validation at steps 2 and 4, best checkpoint, export)."""
+    run = tmp_path_factory.mktemp("reliability") / "run"
+    r = cli("train.py", [*QUICK, "trainer.max_steps=4", "task.val_check_interval=2", f"hydra.run.dir={run}"],
+            run.parent)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return run
+
+
+# ---- 1. nothing is ever unpickled beyond tensors and plain data ----------------------------------------------------
+def test_no_unsafe_torch_load_anywhere_in_the_package():
+    offenders = [f"{p.relative_to(REPO)}:{i}" for p in [*(REPO / "bertgen").rglob("*.py"), REPO / "train.py",
+                                                         REPO / "evaluate.py"]
+                 for i, line in enumerate(p.read_text().splitlines(), 1)
+                 if re.search(r"weights_only\s*=\s*False", line) and not line.lstrip().startswith("#")]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_crafted_last_ckpt_is_refused_on_resume_and_runs_nothing(tmp_path, legacy):
+    run, marker = tmp_path / "run", tmp_path / "PWNED"
+    craft_checkpoint(run / "checkpoints" / "last.ckpt", marker, legacy=legacy)
+    r = cli("train.py", [*QUICK, "optim=paper", "trainer.max_steps=0", "ckpt_path=last", f"hydra.run.dir={run}"],
+            tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "last.ckpt" in r.stderr and "safe (weights-only) loader refuses" in r.stderr
+    assert not marker.exists()
+    assert not (run / "model").exists() and not (run / "metrics.json").exists()
+
+
+def test_export_of_a_crafted_best_checkpoint_runs_nothing(tmp_path):
+    from bertgen.callbacks import ExportBestModel
+
+    marker = tmp_path / "PWNED"
+    best = tmp_path / "best.ckpt"
+    craft_checkpoint(best, marker)
+
+    class Trainer:
+        checkpoint_callback = type("C", (), {"best_model_path": str(best)})()
+        is_global_zero = True
+
+    with pytest.raises(pickle.UnpicklingError):
+        ExportBestModel(tmp_path / "model").on_fit_end(Trainer(), None)
+    assert not marker.exists()
+
+
+def test_evaluate_refuses_a_crafted_ckpt(trained, tmp_path):
+    marker = tmp_path / "PWNED"
+    crafted = tmp_path / "crafted" / "checkpoints" / "best.ckpt"
+    craft_checkpoint(crafted, marker, hyper_parameters={})
+    r = cli("evaluate.py", [f"ckpt={crafted}", f"tokenizer={trained / 'tokenizer'}", f"hydra.run.dir={tmp_path / 'e'}"],
+            tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "refuses" in r.stderr, r.stderr[-2000:]
+    assert not marker.exists()
+
+
+# ---- 2. a checkpoint that cannot be written fails the run ------------------------------------------------------------
+@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0, reason="needs root and setpriv")
+def test_unwritable_checkpoint_folder_fails_the_run_loudly():
+    root = Path(tempfile.mkdtemp(prefix="bertgen-ro-"))
+    try:
+        os.chmod(root, 0o777)
+        run = root / "run"
+        run.mkdir(mode=0o777)
+        os.chmod(run, 0o777)
+        (run / "checkpoints").mkdir(mode=0o755)  # owned by root: not writable by the unprivileged user
+        before = set(Path(tempfile.gettempdir()).iterdir())
+        r = cli("train.py", [*QUICK, "trainer.max_steps=2", "task.val_check_interval=2", f"hydra.run.dir={run}",
+                             f"cache_dir={root / 'cache'}"], root, user=65534)
+        assert r.returncode != 0, r.stdout[-2000:]
+        assert "Permission denied" in r.stderr and "checkpoints" in r.stderr
+        assert not (run / "metrics.json").exists() and not (run / "model").exists()
+        leftovers = [p for p in set(Path(tempfile.gettempdir()).iterdir()) - before if p.suffix != ".lock"]
+        assert not [p for p in leftovers if p.is_file() and p.stat().st_size > 1_000_000], leftovers
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- 3. logs survive resume ------------------------------------------------------------------------------------------
+def test_resume_appends_to_the_training_log(tmp_path):
+    run = tmp_path / "run"
+    common = [*QUICK, "task.val_check_interval=2", "trainer.log_every_n_steps=1", f"hydra.run.dir={run}"]
+    assert cli("train.py", [*common, "trainer.max_steps=2"], tmp_path).returncode == 0
+    log = run / "logs" / "metrics.csv"
+    first = list(csv.DictReader(open(log)))
+    r = cli("train.py", [*common, "trainer.max_steps=4", "ckpt_path=last"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = list(csv.DictReader(open(log)))
+    assert rows[: len(first)] == first and len(rows) > len(first)
+    assert {int(r["step"]) for r in rows if r.get("train/loss")} >= {0, 1, 2, 3}
+
+
+# ---- 4. vocabulary, positions ----------------------------------------------------------------------------------------
+def test_evaluate_with_a_foreign_tokenizer_is_one_clear_error(trained, tmp_path):
+    from bertgen.tokenization import train_sentencepiece
+
+    small = train_sentencepiece([f"word{i} and more text {i}" for i in range(300)], vocab_size=64,
+                                output_dir=tmp_path / "small")
+    assert small.vocab_size == 64
+    r = cli("evaluate.py", [f"ckpt={trained / 'model'}", "task=quickstart", f"data_dir={trained / 'data'}",
+                            f"tokenizer={tmp_path / 'small'}", f"hydra.run.dir={tmp_path / 'e'}"], tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "tokenizer has 64 tokens" in r.stderr and "not the tokenizer this model was trained with" in r.stderr
+    assert not (tmp_path / "e" / "metrics.json").exists()
+
+
+def test_source_length_above_the_positions_fails_at_start(tmp_path):
+    r = cli("train.py", [*QUICK, "task.task_options.max_source_length=4096", "trainer.max_steps=1",
+                         f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "max_source_length=4096 exceeds the encoder's" in r.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+# ---- 6, 9. config values validated at start-up, each naming its key ---------------------------------------------------
+@pytest.mark.parametrize("override, message", [
+    ("optim.constant=-0.05", "optim.constant=-0.05: must be > 0"),
+    ("optim.lr=-1.0", "optim.lr=-1.0: must be > 0"),
+    ("trainer.max_steps=abc", "trainer.max_steps='abc': expected int"),
+    ("label_smoothing=1.5", "label_smoothing=1.5: must be < 1"),
+    ("global_batch_size=20", "global_batch_size 20 is not a multiple of batch_size 16"),
+    ("+trainer.limt_val_batches=1", "limt_val_batches is not a lightning.Trainer argument"),
+])
+def test_bad_config_values_fail_before_any_work(tmp_path, override, message):
+    extra = ["optim=paper"] if override.startswith("optim.constant") else []
+    r = cli("train.py", [*QUICK, *extra, override, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert message in r.stderr
+    assert not (tmp_path / "run" / "data").exists()  # failed before the corpus was written
+
+
+# ---- 7. a corrupt last.ckpt: a clear message and the intact alternative, never silently -------------------------------
+def test_truncated_last_ckpt_names_the_intact_alternative(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    best = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    assert best
+    r = cli("train.py", [*QUICK, "trainer.max_steps=6", "task.val_check_interval=2", "ckpt_path=last",
+                         f"hydra.run.dir={run}"], tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "last.ckpt cannot be read" in r.stderr and f"pass ckpt_path={best[-1]}" in r.stderr
+    # the explicit choice resumes from it
+    r = cli("train.py", [*QUICK, "trainer.max_steps=6", "task.val_check_interval=2", f"ckpt_path={best[-1]}",
+                         f"hydra.run.dir={run}"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+
+
+def test_empty_last_ckpt_without_alternative(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    r = cli("train.py", [*QUICK, "trainer.max_steps=2", "ckpt_path=last", f"hydra.run.dir={run}"], tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "last.ckpt cannot be read (0 bytes" in r.stderr and "start the run afresh" in r.stderr
+
+
+# ---- 10. smaller items -------------------------------------------------------------------------------------------------
+def test_summary_names_only_outputs_that_exist_and_messages_print_once(tmp_path):
+    run = tmp_path / "run"
+    r = cli("train.py", [*QUICK, "trainer.max_steps=2", f"hydra.run.dir={run}"], tmp_path)  # no validation ran
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "predictions:" not in r.stdout and not (run / "predictions").exists()
+    out = r.stdout + r.stderr
+    line = next(x for x in out.splitlines() if "`Trainer.fit` stopped" in x)
+    assert sum("`Trainer.fit` stopped" in x for x in out.splitlines()) == 1, line
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [run / "model" / "model.safetensors", run / "metrics.json"]}
+    assert all(m & 0o044 == 0o044 for m in modes.values()), modes  # readable by the group and others, as files are
+
+
+def test_truncated_safetensors_names_the_file(trained, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(trained / "model", folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:500])
+    r = cli("evaluate.py", [f"ckpt={folder}", "task=quickstart", f"data_dir={trained / 'data'}",
+                            f"hydra.run.dir={tmp_path / 'e'}"], tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"{weights}: cannot read the weights (500 bytes" in r.stderr
