@@ -61,6 +61,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         max_tokens=c["max_tokens"], seed=c["seed"], num_workers=c["num_workers"], skip_invalid=c["skip_invalid"],
         pad_to_multiple_of=8 if trainer_args.get("accelerator") in ("gpu", "cuda") else None,
     )
+    src_tok, tgt_tok = dm.tokenizers  # prepared for the task's text (e.g. WikiSplit's <::::> as one token)
     lit = Seq2SeqModule(
         model=training.model_spec(model_cfg, src_tok, tgt_tok, special), optim=c["optim"], special_tokens=special,
         generation=task["generation"], label_smoothing=c["label_smoothing"],
@@ -77,7 +78,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         run_dir, metrics_task=task["metrics"], tokenizer=src_tok, target_tokenizer=tgt_tok,
         val_generation=task["val_generation"], checkpoint=cb["checkpoint"], generation_eval=cb["generation_eval"],
         export_model=c["export_model"], lr_monitor=bool(cb["lr_monitor"] and c["logger"]),
-        early_stopping=cb.get("early_stopping"),
+        early_stopping=cb.get("early_stopping"), decode_options={"convention": dm.text_convention},
     )
     loggers = [hydra.utils.instantiate(v) for v in (cfg.logger or {}).values()]
     accumulate = trainer_args.pop("accumulate_grad_batches", None) or training.accumulation(

@@ -363,7 +363,7 @@ def predict(model, tokenizer, dm, split: str, settings: Mapping[str, Any], metri
                 break
             idx = batch["index"][:left].tolist()
             preds = generate_text(model, tokenizer, batch["input_ids"][:left].to(device),
-                                  batch["attention_mask"][:left].to(device), settings)
+                                  batch["attention_mask"][:left].to(device), settings, convention=dm.text_convention)
             sources = [dm.source_text(split, i) for i in idx]
             targets = [dm.target_text(split, i) for i in idx]
             metrics.update(preds, [[t] for t in targets], sources)
@@ -407,7 +407,8 @@ def evaluate(opts: EvaluateOptions, out_dir: str | Path) -> RunRecord:
                          data_dir=task_data_dir(task, data_dir, out_dir, seed, existing=loaded.run_dir),
                          cache_dir=opts.cache_dir, batch_size=opts.batch_size, max_tokens=opts.max_tokens,
                          num_workers=opts.num_workers, skip_invalid=opts.skip_invalid, training=False)
-    check_model_and_data(loaded.model, loaded.tokenizer, loaded.target_tokenizer, where=f"ckpt {opts.ckpt}",
+    src_tok, tgt_tok = dm.tokenizers  # prepared for the task's text, as in training
+    check_model_and_data(loaded.model, src_tok, tgt_tok, where=f"ckpt {opts.ckpt}",
                          max_source_length=dm.task.max_source_length, max_target_length=None)
     dm.setup("test" if opts.split == "test" else "validate")
 
@@ -415,7 +416,7 @@ def evaluate(opts: EvaluateOptions, out_dir: str | Path) -> RunRecord:
     model = loaded.model.to(device).eval()
     metrics, headline = task_metrics(task["metrics"])
     started = time.perf_counter()
-    rows = predict(model, loaded.target_tokenizer, dm, opts.split, settings, metrics,
+    rows = predict(model, tgt_tok, dm, opts.split, settings, metrics,
                    None if opts.max_examples is None else int(opts.max_examples), device, opts.precision)
     elapsed = time.perf_counter() - started
     scores = {k: float(v) for k, v in metrics.compute().items()}

@@ -26,7 +26,8 @@ def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> 
     ``spec`` keys: ``kind`` (``encoder_decoder`` | ``decoder_only``); ``pretrained`` (a whole model folder / hub id,
     e.g. a released checkpoint) or ``encoder`` / ``decoder`` (a checkpoint folder / hub id, or a mapping of
     `ModelConfig` fields for random init); ``tie_encoder_decoder``; ``share_embeddings``; ``overrides`` (config fields
-    applied to both sides, e.g. dropout). ``special_tokens``: ``decoder_start_token_id``, ``pad_token_id``,
+    applied to both sides, e.g. dropout); ``encoder_vocab_size`` / ``decoder_vocab_size`` (the tokenizers' lengths:
+    a checkpoint's word embeddings grow to them, e.g. GPT-2 by one row for WikiSplit's ``<::::>``). ``special_tokens``: ``decoder_start_token_id``, ``pad_token_id``,
     ``eos_token_id`` from the tokenizer (used where the checkpoint does not fix them).
     """
     kind = spec.get("kind", "encoder_decoder")
@@ -40,7 +41,7 @@ def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> 
             if cfg.pad_token_id is None:
                 cfg = cfg.replace(pad_token_id=special_tokens.get("pad_token_id"))
             return DecoderOnlyLM(cfg)
-        return DecoderOnlyLM.from_pretrained(src, **overrides)
+        return DecoderOnlyLM.from_pretrained(src, vocab_size=spec.get("decoder_vocab_size"), **overrides)
     if kind != "encoder_decoder":
         raise ValueError(f"unknown model kind {kind!r}; expected 'encoder_decoder' or 'decoder_only'")
     if spec.get("pretrained"):
@@ -54,6 +55,8 @@ def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> 
         share_embeddings=spec.get("share_embeddings"),
         encoder_overrides=overrides,
         decoder_overrides=overrides,
+        encoder_vocab_size=spec.get("encoder_vocab_size"),
+        decoder_vocab_size=spec.get("decoder_vocab_size"),
         **special_tokens,
     )
 

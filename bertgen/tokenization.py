@@ -8,6 +8,11 @@ trained with either stack are interchangeable. The heavy lifting is done by the 
 libraries; this module only reproduces HF's conventions around them (special tokens, added-token splitting, decode
 clean-up) and reads/writes HF's file layout.
 
+``Tokenizer.for_text`` makes the variant a task's text needs (``bertgen.text.TextConvention.prepare``): atomic tokens
+such as WikiSplit's ``<::::>``, WordPiece pre-tokenisation that keeps the spacing of whitespace-tokenised text, the
+task's clean-up. Those are the deliberate differences from the stock HF tokenizers (README, "Text fidelity"); they are
+written into the saved files, so transformers reads a prepared tokenizer back to the same ids and text.
+
 Files recognised in a folder (``Tokenizer.load``):
 - ``spiece.model``: SentencePiece in the BertGeneration convention (transformers' `tokenization_bert_generation.py`);
 - ``tokenizer.json``: any ``tokenizers`` JSON (WordPiece, BPE or Unigram model);

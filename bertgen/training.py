@@ -60,14 +60,22 @@ def model_spec(model: Mapping[str, Any], src_tok, tgt_tok, special: Mapping[str,
     spec = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in model.items()}
     for side, tok in (("encoder", src_tok), ("decoder", tgt_tok)):
         value = spec.get(side)
+        spec[f"{side}_vocab_size"] = vocab_rows(tok)
         if isinstance(value, dict):
             if value.get("vocab_size") is None:
-                value["vocab_size"] = tok.vocab_size
+                value["vocab_size"] = vocab_rows(tok)
             value.setdefault("pad_token_id", special["pad_token_id"] if side == "decoder" else (tok.pad_token_id or 0))
             value.setdefault("bos_token_id", tok.bos_token_id)
             value.setdefault("eos_token_id", tok.eos_token_id)
-    keys = ("kind", "encoder", "decoder", "pretrained", "tie_encoder_decoder", "share_embeddings", "overrides")
+    keys = ("kind", "encoder", "decoder", "pretrained", "tie_encoder_decoder", "share_embeddings", "overrides",
+            "encoder_vocab_size", "decoder_vocab_size")
     return {k: spec.get(k) for k in keys}
+
+
+def vocab_rows(tok) -> int:
+    """Embedding rows a tokenizer needs: its length, or its largest id + 1 where a vocabulary file has gaps (the
+    shared RoBERTa vocab.json)."""
+    return max(len(tok), max(tok.get_vocab().values(), default=-1) + 1)
 
 
 def world_size(trainer: Mapping[str, Any]) -> int:

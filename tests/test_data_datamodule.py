@@ -43,8 +43,8 @@ def test_batch_format(wiki_val, wordpiece):
         i = int(b["index"][row])
         src = b["input_ids"][row][b["attention_mask"][row] == 1].tolist()
         tgt = b["labels"][row][b["labels"][row] != LABEL_PAD].tolist()
-        assert src == [wordpiece.cls_token_id] + wordpiece.encode(wiki_val.source_text("validation", i)) + [wordpiece.sep_token_id]
-        assert tgt == wordpiece.encode(wiki_val.target_text("validation", i)) + [wordpiece.sep_token_id]
+        assert src == [wordpiece.cls_token_id] + wiki_val.tokenizers[0].encode(wiki_val.source_text("validation", i)) + [wordpiece.sep_token_id]
+        assert tgt == wiki_val.tokenizers[1].encode(wiki_val.target_text("validation", i)) + [wordpiece.sep_token_id]
 
 
 def test_source_and_target_tokenizers_may_differ(wordpiece, spiece, tmp_path):

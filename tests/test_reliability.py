@@ -236,3 +236,48 @@ def test_truncated_safetensors_names_the_file(trained, tmp_path):
                             f"hydra.run.dir={tmp_path / 'e'}"], tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"{weights}: cannot read the weights (500 bytes" in r.stderr
+
+
+# ---- the kill -9 soak: a run killed at random moments and resumed ends with the weights of one never killed ----------
+@pytest.mark.slow
+def test_kill_minus_9_soak_resumes_to_identical_weights(tmp_path):
+    import random
+    import signal
+    import time
+
+    kills, steps = 6, 1500
+    common = [*QUICK, "deterministic=true", "task.val_check_interval=500", "callbacks.checkpoint.every_n_train_steps=1",
+              "model.overrides.hidden_dropout_prob=0.1", f"trainer.max_steps={steps}", "export_model=false"]
+    ref = cli("train.py", [*common, f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+
+    run, rng, log = tmp_path / "soak", random.Random(0), []
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "BERTGEN_DATA_CACHE": str(tmp_path / "cache")}
+    for attempt in range(kills + 20):
+        resume = ["ckpt_path=last"] if (run / "checkpoints" / "last.ckpt").is_file() else []
+        proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *common, *resume, f"hydra.run.dir={run}"],
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if len(log) < kills:
+            delay = rng.uniform(4.0, 9.0)
+            try:
+                proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] if (
+                    run / "checkpoints" / "last.ckpt").is_file() else None
+                log.append((round(delay, 1), step))
+                continue
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+        if (run / "metrics.json").is_file():
+            break
+        time.sleep(0.1)
+    assert len(log) == kills, log  # every planned kill landed while training
+    print(f"kill -9 soak: {kills} kills at (seconds after start, last saved step) {log}")
+    a = torch.load(tmp_path / "ref" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == steps
+    for k in a["state_dict"]:
+        torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], atol=0, rtol=0, msg=k)

@@ -286,6 +286,8 @@ def test_prepared_tokenizer_saves_what_transformers_reads_back_identically(pair,
     """The deliberate differences from the plain tokenizers live in the saved files, so transformers agrees with a
     prepared tokenizer exactly: same vocabulary, same ids, same text."""
     name, ours, hf = pair
+    if ours.kind != "wordpiece" and spacing != "exact":
+        pytest.skip("spacing only changes WordPiece; these families never clean up by default")
     before = ours.batch_encode(TEXTS)
     prepared = ours.for_text(atomic_tokens=["<::::>"], spacing=spacing, clean_up=clean_up)
     assert ours.batch_encode(TEXTS) == before  # the tokenizer it was made from is unchanged

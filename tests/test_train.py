@@ -121,13 +121,15 @@ QUICK = ["experiment=quickstart", "trainer.enable_progress_bar=false", "export_m
          "model.overrides.hidden_dropout_prob=0.1", *SMALL_DATA]
 
 
-def test_resume_mid_epoch_ends_with_the_same_weights(tmp_path):
-    common = [*QUICK, "deterministic=true", "task.val_check_interval=3", "batch_size=16", "global_batch_size=16"]
-    # 256 examples / 16 = 16 batches per epoch: steps 3, 6 are mid-epoch
-    full = run(tmp_path / "full", [*common, "trainer.max_steps=9"])
-    run(tmp_path / "cut", [*common, "trainer.max_steps=6"])  # "killed" after its step-6 checkpoint
-    resumed = run(tmp_path / "cut", [*common, "trainer.max_steps=9", "ckpt_path=last"])
-    assert full["record"].global_step == resumed["record"].global_step == 9
+@pytest.mark.parametrize("cut, total", [(6, 9), (16, 19)])
+def test_resume_mid_epoch_ends_with_the_same_weights(tmp_path, cut, total):
+    common = [*QUICK, "deterministic=true", "task.val_check_interval=3", "batch_size=16", "global_batch_size=16",
+              "callbacks.checkpoint.every_n_train_steps=1"]
+    # 256 examples / 16 = 16 batches per epoch: step 6 is mid-epoch, step 16 the epoch's last batch
+    full = run(tmp_path / "full", [*common, f"trainer.max_steps={total}"])
+    run(tmp_path / "cut", [*common, f"trainer.max_steps={cut}"])  # "killed" after its step-`cut` checkpoint
+    resumed = run(tmp_path / "cut", [*common, f"trainer.max_steps={total}", "ckpt_path=last"])
+    assert full["record"].global_step == resumed["record"].global_step == total
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)

@@ -141,37 +141,28 @@ def _key_value(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bertgen.data.ceiling --task wikisplit --tokenizer <folder or hub id> [--data-dir DIR]``."""
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The arguments of ``bertgen-data ceiling`` (and ``python -m bertgen.data.ceiling``)."""
     from bertgen.data.datamodule import DATAMODULES
 
-    parser = argparse.ArgumentParser(prog="python -m bertgen.data.ceiling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True, choices=sorted(DATAMODULES), help="the task (its DataModule)")
     parser.add_argument("--tokenizer", required=True, help="source tokenizer: folder, vocabulary file or hub id")
     parser.add_argument("--target-tokenizer", help="target tokenizer when it differs (bert2gpt, roberta2gpt)")
     parser.add_argument("--data-dir", help="the task's files in their release layout")
-    parser.add_argument(
-        "--data-file",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="SPLIT=PATH",
-        help="one split's file (repeatable)",
-    )
-    parser.add_argument(
-        "--option",
-        action="append",
-        type=_key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a task option (repeatable; VALUE is JSON or a string), e.g. max_target_length=512",
-    )
+    parser.add_argument("--data-file", action="append", type=_key_value, default=[], metavar="SPLIT=PATH",
+                        help="one split's file (repeatable)")
+    parser.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                        help="a task option (repeatable; VALUE is JSON or a string), e.g. max_target_length=512")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--metrics", help="metrics registry name (default: the task's)")
     parser.add_argument("--max-examples", type=int)
     parser.add_argument("--cache-dir")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bertgen.data.datamodule import DATAMODULES
+
     dm = DATAMODULES[args.task](
         args.tokenizer,
         target_tokenizer=args.target_tokenizer,
@@ -184,6 +175,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = reference_ceiling(dm, args.split, args.metrics, max_examples=args.max_examples)
     print(json.dumps(result, indent=2) if args.json else format_ceiling(result))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bertgen.data.ceiling --task wikisplit --tokenizer <folder or hub id> [--data-dir DIR]``."""
+    from bertgen.errors import BertgenError
+
+    parser = argparse.ArgumentParser(prog="python -m bertgen.data.ceiling", description=__doc__.split("\n\n")[0])
+    configure(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except BertgenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

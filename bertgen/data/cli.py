@@ -20,8 +20,10 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bertgen.data import ceiling
 from bertgen.data.errors import DatasetUnavailableError
 from bertgen.data.sources import SOURCES, TASK_SOURCES, DatasetSource
+from bertgen.errors import BertgenError
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,12 @@ COMMANDS: dict[str, Command] = {
         "download, verify and unpack tasks' official data into DEST/<name>", _configure_download, _run_download
     ),
     "list": Command("list each task's source, size, row counts and checksums", _configure_list, _run_list),
+    "ceiling": Command(
+        "the task's metrics of its references passed through a tokenizer's encode/decode: the best score a model "
+        "with that vocabulary can reach",
+        ceiling.configure,
+        ceiling.run,
+    ),
 }
 
 
@@ -183,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args._run(args) or 0)
-    except DatasetUnavailableError as e:  # a bad name and the like: one line, no traceback
+    except BertgenError as e:  # missing data, a bad name and the like: one line, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 1
 

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Iterator
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from bertgen.data.cache import (EncodeOptions, TokenizedSplit, build_split, cache_key, default_cache_dir, hash_files,
@@ -372,8 +373,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
                                         pad_to_multiple_of=self.pad_to_multiple_of)
 
     def _loader(self, split: str, sampler: LengthBucketBatchSampler) -> DataLoader:
+        # A generator of its own: each new iterator draws a worker seed from it, and drawing from torch's global RNG
+        # instead would shift the dropout stream of a run resumed at an epoch boundary (not bit-identical).
         return DataLoader(self.datasets[split], batch_sampler=sampler, collate_fn=self._collator(),
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
         self._train_sampler = self._sampler("train", shuffle=True)
