@@ -19,8 +19,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("bertgen.train")
-OFFLINE_HINT = ("without network, point the run at local copies: model.encoder=<folder> model.decoder=<folder> "
-                "model.tokenizer=<folder> (e.g. from `huggingface-cli download <id> --local-dir <folder>`)")
+OFFLINE_HINT = (
+    "without network, point the run at local copies: model.encoder=<folder> model.decoder=<folder> "
+    "model.tokenizer=<folder> (e.g. from `huggingface-cli download <id> --local-dir <folder>`)"
+)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -30,8 +32,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from bertgen import training
     from bertgen.callbacks import build_callbacks
-    from bertgen.checks import check_model_and_data
     from bertgen.checkpoint_io import SafeCheckpointIO
+    from bertgen.checks import check_model_and_data
     from bertgen.data import make_datamodule, task_data_dir
     from bertgen.lit_module import Seq2SeqModule
     from bertgen.metrics import task_metrics
@@ -41,7 +43,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # Hydra's handlers print them: not twice
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    c = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in cfg.items() if k != "hydra"}
+    c = {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in cfg.items()
+        if k != "hydra"
+    }
     task, model_cfg = c["task"], c["model"]
     training.validate_config(c)  # a bad value fails here, naming its key, before any data or model work
     trainer_args = training.trainer_arguments(c["trainer"])
@@ -57,35 +63,67 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     special = training.special_tokens(tgt_tok, decoder_only=model_cfg["kind"] == "decoder_only")
     world = training.world_size(trainer_args)
     dm = make_datamodule(
-        task, src_tok, tgt_tok, data_dir=data_dir, cache_dir=c["cache_dir"], batch_size=c["batch_size"],
-        max_tokens=c["max_tokens"], seed=c["seed"], num_workers=c["num_workers"], skip_invalid=c["skip_invalid"],
+        task,
+        src_tok,
+        tgt_tok,
+        data_dir=data_dir,
+        cache_dir=c["cache_dir"],
+        batch_size=c["batch_size"],
+        max_tokens=c["max_tokens"],
+        seed=c["seed"],
+        num_workers=c["num_workers"],
+        skip_invalid=c["skip_invalid"],
         pad_to_multiple_of=8 if trainer_args.get("accelerator") in ("gpu", "cuda") else None,
     )
     src_tok, tgt_tok = dm.tokenizers  # prepared for the task's text (e.g. WikiSplit's <::::> as one token)
     lit = Seq2SeqModule(
-        model=training.model_spec(model_cfg, src_tok, tgt_tok, special), optim=c["optim"], special_tokens=special,
-        generation=task["generation"], label_smoothing=c["label_smoothing"],
-        gradient_checkpointing=c["gradient_checkpointing"], compile=c["compile"],
+        model=training.model_spec(model_cfg, src_tok, tgt_tok, special),
+        optim=c["optim"],
+        special_tokens=special,
+        generation=task["generation"],
+        label_smoothing=c["label_smoothing"],
+        gradient_checkpointing=c["gradient_checkpointing"],
+        compile=c["compile"],
     )
-    check_model_and_data(lit.model, src_tok, tgt_tok, max_source_length=dm.task.max_source_length,
-                         max_target_length=dm.task.max_target_length, where=f"model {model_cfg['name']}")
+    check_model_and_data(
+        lit.model,
+        src_tok,
+        tgt_tok,
+        max_source_length=dm.task.max_source_length,
+        max_target_length=dm.task.max_target_length,
+        where=f"model {model_cfg['name']}",
+    )
     dm.prepare_data()  # fails here, at once, when the data is neither local nor downloadable
     n_params = sum(p.numel() for p in lit.model.parameters())
     log.info("model %s: %.1fM parameters", model_cfg["name"], n_params / 1e6)
 
     cb = c["callbacks"]
     callbacks, best_cb = build_callbacks(
-        run_dir, metrics_task=task["metrics"], tokenizer=src_tok, target_tokenizer=tgt_tok,
-        val_generation=task["val_generation"], checkpoint=cb["checkpoint"], generation_eval=cb["generation_eval"],
-        export_model=c["export_model"], lr_monitor=bool(cb["lr_monitor"] and c["logger"]),
-        early_stopping=cb.get("early_stopping"), decode_options={"convention": dm.text_convention},
+        run_dir,
+        metrics_task=task["metrics"],
+        tokenizer=src_tok,
+        target_tokenizer=tgt_tok,
+        val_generation=task["val_generation"],
+        checkpoint=cb["checkpoint"],
+        generation_eval=cb["generation_eval"],
+        export_model=c["export_model"],
+        lr_monitor=bool(cb["lr_monitor"] and c["logger"]),
+        early_stopping=cb.get("early_stopping"),
+        decode_options={"convention": dm.text_convention},
     )
     loggers = [hydra.utils.instantiate(v) for v in (cfg.logger or {}).values()]
     accumulate = trainer_args.pop("accumulate_grad_batches", None) or training.accumulation(
-        c["global_batch_size"], c["batch_size"], world, c["max_tokens"])
+        c["global_batch_size"], c["batch_size"], world, c["max_tokens"]
+    )
     trainer_args["plugins"] = [SafeCheckpointIO(), *(trainer_args.get("plugins") or [])]  # loud writes, safe reads
-    trainer = L.Trainer(**trainer_args, callbacks=callbacks, logger=loggers or False, accumulate_grad_batches=accumulate,
-                        deterministic=bool(c["deterministic"]), default_root_dir=str(run_dir))
+    trainer = L.Trainer(
+        **trainer_args,
+        callbacks=callbacks,
+        logger=loggers or False,
+        accumulate_grad_batches=accumulate,
+        deterministic=bool(c["deterministic"]),
+        default_root_dir=str(run_dir),
+    )
     per_step = f"{c['max_tokens']} tokens" if c["max_tokens"] else c["batch_size"]
     log.info("global batch: %s x %d devices x %d accumulation", per_step, world, accumulate)
     # The DataModule's batch sampler resumes mid-epoch itself (its state is in the checkpoint); Lightning cannot see
@@ -104,10 +142,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         test_metrics = metrics_by_split({k: float(v) for k, v in trainer.callback_metrics.items()}).get("test", {})
     best = best_cb.best_model_score
     record = RunRecord(
-        source="train", task=task["name"], metrics_task=task["metrics"], model=model_cfg["name"], split="validation",
-        metrics=metrics_by_split(logged).get("validation", {}), headline=headline, test_metrics=test_metrics,
-        train_fraction=float(task["train_fraction"]), best_score=float(best) if best is not None else None,
-        best_checkpoint=best_cb.best_model_path or None, global_step=int(global_step), parameters=n_params,
+        source="train",
+        task=task["name"],
+        metrics_task=task["metrics"],
+        model=model_cfg["name"],
+        split="validation",
+        metrics=metrics_by_split(logged).get("validation", {}),
+        headline=headline,
+        test_metrics=test_metrics,
+        train_fraction=float(task["train_fraction"]),
+        best_score=float(best) if best is not None else None,
+        best_checkpoint=best_cb.best_model_path or None,
+        global_step=int(global_step),
+        parameters=n_params,
         data_stats=dict(getattr(dm, "data_stats", {})),
     )
     if trainer.is_global_zero:

@@ -29,7 +29,9 @@ def build_seconds(tok, data: Path, num_proc: int, repeat: int) -> tuple[float, i
     best, n = float("inf"), 0
     for _ in range(repeat):
         with tempfile.TemporaryDirectory() as cache:
-            dm = WikiSplitDataModule(tok, data_files={"validation": data}, cache_dir=cache, batch_size=32, num_proc=num_proc)
+            dm = WikiSplitDataModule(
+                tok, data_files={"validation": data}, cache_dir=cache, batch_size=32, num_proc=num_proc
+            )
             dm._fingerprints()  # tokenizer fingerprint is per DataModule, not per example: keep it out of the timing
             start = time.perf_counter()
             dm.setup("validate")
@@ -60,7 +62,11 @@ def random_efficiency(lengths: np.ndarray, max_tokens: int | None, batch_size: i
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--shared", type=Path, default=Path(os.environ.get("BERTGEN_SHARED", Path(__file__).resolve().parents[2] / "shared")))
+    p.add_argument(
+        "--shared",
+        type=Path,
+        default=Path(os.environ.get("BERTGEN_SHARED", Path(__file__).resolve().parents[2] / "shared")),
+    )
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
     wiki = args.shared / "data" / "wikisplit"
@@ -71,19 +77,28 @@ def main() -> None:
         spm_dir = tmp / "spiece"
         spm_dir.mkdir()
         shutil.copy(args.shared / "data" / "tokenizers" / "test_sentencepiece.model", spm_dir / "spiece.model")
-        toks = {"WordPiece (all-MiniLM-L6-v2)": load_tokenizer(args.shared / "models" / "all-MiniLM-L6-v2"),
-                "SentencePiece (test model)": load_tokenizer(spm_dir)}
+        toks = {
+            "WordPiece (all-MiniLM-L6-v2)": load_tokenizer(args.shared / "models" / "all-MiniLM-L6-v2"),
+            "SentencePiece (test model)": load_tokenizer(spm_dir),
+        }
 
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {load}, python {platform.python_version()}")
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, load average {load}, "
+            f"python {platform.python_version()}"
+        )
         print("\n| tokenizer | examples | 1 process ex/s | 2 processes ex/s | speed-up |")
         print("|---|---|---|---|---|")
         for name, tok in toks.items():
             (t1, n), (t2, _) = build_seconds(tok, rows, 1, args.repeat), build_seconds(tok, rows, 2, args.repeat)
             print(f"| {name} | {n} | {n / t1:,.0f} | {n / t2:,.0f} | {t1 / t2:.2f}x |")
 
-        dm = WikiSplitDataModule(toks["WordPiece (all-MiniLM-L6-v2)"], data_files={"validation": wiki / "validation.tsv"},
-                                 cache_dir=tmp / "cache", batch_size=32)
+        dm = WikiSplitDataModule(
+            toks["WordPiece (all-MiniLM-L6-v2)"],
+            data_files={"validation": wiki / "validation.tsv"},
+            cache_dir=tmp / "cache",
+            batch_size=32,
+        )
         dm.setup("validate")
         lengths = dm.datasets["validation"].lengths()
         print("\nWikiSplit validation (5000 examples, WordPiece), non-pad share of source+target tokens per epoch:\n")

@@ -40,9 +40,16 @@ def build_models(seed: int, layers: int, hidden: int, heads: int, vocab: int):
     from bertgen.model import EncoderDecoder
 
     torch.manual_seed(seed)
-    common = dict(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                  intermediate_size=4 * hidden, max_position_embeddings=512, hidden_dropout_prob=0.0,
-                  attention_probs_dropout_prob=0.0)
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=512,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     enc, dec = tf.BertConfig(**common), tf.BertConfig(**common)
     enc._attn_implementation = dec._attn_implementation = "eager"
     cfg = tf.EncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
@@ -66,9 +73,9 @@ def run(fn, ids, mask, batch_size):
     """Decode in batches of ``batch_size`` (each trimmed to its longest source); return outputs, wall s, CPU s."""
     outs, t0, c0 = [], time.perf_counter(), time.process_time()
     for i in range(0, ids.shape[0], batch_size):
-        m = mask[i:i + batch_size]
+        m = mask[i : i + batch_size]
         w = int(m.sum(1).max())
-        outs.append(fn(ids[i:i + batch_size, :w], m[:, :w]))
+        outs.append(fn(ids[i : i + batch_size, :w], m[:, :w]))
     return outs, time.perf_counter() - t0, time.process_time() - c0
 
 
@@ -85,7 +92,9 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--length-penalty", type=float, default=0.6)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--repeats", type=int, default=3, help="time each implementation this many times (interleaved), keep the best")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="time each implementation this many times (interleaved), keep the best"
+    )
     ap.add_argument("--min-source-len", type=int, default=16)
     ap.add_argument("--max-source-len", type=int, default=128, help="e.g. 512 for CNN/DM-like sources")
     ap.add_argument("--seed", type=int, default=0)
@@ -103,9 +112,12 @@ def main() -> None:
     if not args.skip_reference:
         impls["transformers"] = lambda i, m: hf.generate(i, attention_mask=m, **kw)
     print(f"CPU: {cpu_name()}, torch threads {torch.get_num_threads()}, torch {torch.__version__}")
-    print(f"model: bert2bert 6x384 (12 heads, FFN 1536, vocab 30522), random weights; {args.sources} sources "
-          f"({args.min_source_len}-{args.max_source_len} tokens), batch {args.batch_size}, beam {args.num_beams}, {args.max_new_tokens} new tokens, "
-          f"length_penalty {args.length_penalty}, fp32")
+    print(
+        f"model: bert2bert 6x384 (12 heads, FFN 1536, vocab 30522), random weights; {args.sources} sources "
+        f"({args.min_source_len}-{args.max_source_len} tokens), batch {args.batch_size}, beam {args.num_beams}, "
+        f"{args.max_new_tokens} new tokens, "
+        f"length_penalty {args.length_penalty}, fp32"
+    )
     results: dict[str, list] = {}
     with torch.inference_mode():
         for fn in impls.values():

@@ -143,9 +143,14 @@ def main() -> None:
         return x.lower().replace(" <::::> ", " ").split()
 
     def ref_sari() -> float:
-        return 100 * sum(
-            naive_sari(lt_tokens(s), lt_tokens(p), [lt_tokens(r) for r in rs]) for s, p, rs in zip(sources, preds, refs)
-        ) / n
+        return (
+            100
+            * sum(
+                naive_sari(lt_tokens(s), lt_tokens(p), [lt_tokens(r) for r in rs])
+                for s, p, rs in zip(sources, preds, refs)
+            )
+            / n
+        )
 
     def ref_nltk() -> float:
         with warnings.catch_warnings():
@@ -162,32 +167,75 @@ def main() -> None:
 
     cases = [
         # name, ours, reference name, reference, same definition?, repeats
-        ("SARI (LaserTagger protocol)", run_metric(SARI, b, "sari", preds, refs, sources),
-         "Counter-based per-sentence loop", ref_sari, True, args.repeats),
-        ("BLEU, NLTK corpus_bleu (WikiSplit)", run_metric(NLTKCorpusBLEU, b, None, preds, refs),
-         "nltk corpus_bleu", ref_nltk, True, args.repeats),
-        ("sacreBLEU tok none", run_metric(lambda: SacreBLEU(tokenize="none"), b, None, preds, refs),
-         "sacrebleu corpus_score", ref_sacre(tokenize="none"), True, args.repeats),
-        ("sacreBLEU 13a lowercase", run_metric(lambda: SacreBLEU(lowercase=True), b, None, preds, refs),
-         "sacrebleu corpus_score", ref_sacre(lowercase=True), True, args.repeats),
-        ("TF Official uncased BLEU (WMT)", run_metric(TensorFlowBLEU, b, None, preds, refs),
-         "sacrebleu intl lowercase (similar, not identical)", ref_sacre(tokenize="intl", lowercase=True), False,
-         args.repeats),
-        ("ROUGE-1/2/L/Lsum, stemmed (XSum+CNN/DM)", run_metric(ROUGE, b, "rouge2", rouge_preds, rouge_refs),
-         "rouge_score.RougeScorer loop", ref_rouge, True, args.rouge_repeats),
+        (
+            "SARI (LaserTagger protocol)",
+            run_metric(SARI, b, "sari", preds, refs, sources),
+            "Counter-based per-sentence loop",
+            ref_sari,
+            True,
+            args.repeats,
+        ),
+        (
+            "BLEU, NLTK corpus_bleu (WikiSplit)",
+            run_metric(NLTKCorpusBLEU, b, None, preds, refs),
+            "nltk corpus_bleu",
+            ref_nltk,
+            True,
+            args.repeats,
+        ),
+        (
+            "sacreBLEU tok none",
+            run_metric(lambda: SacreBLEU(tokenize="none"), b, None, preds, refs),
+            "sacrebleu corpus_score",
+            ref_sacre(tokenize="none"),
+            True,
+            args.repeats,
+        ),
+        (
+            "sacreBLEU 13a lowercase",
+            run_metric(lambda: SacreBLEU(lowercase=True), b, None, preds, refs),
+            "sacrebleu corpus_score",
+            ref_sacre(lowercase=True),
+            True,
+            args.repeats,
+        ),
+        (
+            "TF Official uncased BLEU (WMT)",
+            run_metric(TensorFlowBLEU, b, None, preds, refs),
+            "sacrebleu intl lowercase (similar, not identical)",
+            ref_sacre(tokenize="intl", lowercase=True),
+            False,
+            args.repeats,
+        ),
+        (
+            "ROUGE-1/2/L/Lsum, stemmed (XSum+CNN/DM)",
+            run_metric(ROUGE, b, "rouge2", rouge_preds, rouge_refs),
+            "rouge_score.RougeScorer loop",
+            ref_rouge,
+            True,
+            args.rouge_repeats,
+        ),
     ]
-    print(f"# {n} examples, batch {b}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print("| metric | ours: CPU s (wall s) | ours: examples/s (CPU) | reference | ref: CPU s (wall s) "
-          "| speed-up (CPU) | value (ours / ref) |")
+    print(
+        f"# {n} examples, batch {b}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        "| metric | ours: CPU s (wall s) | ours: examples/s (CPU) | reference | ref: CPU s (wall s) "
+        "| speed-up (CPU) | value (ours / ref) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, ours, ref_name, ref, same, repeats in cases:
         w_ours, t_ours, v_ours = best_time(ours, repeats)
         w_ref, t_ref, v_ref = best_time(ref, repeats)
         if same and abs(v_ours - v_ref) > 1e-6:
             raise SystemExit(f"{name}: ours {v_ours} != reference {v_ref}")
-        print(f"| {name} | {t_ours:.2f} ({w_ours:.2f}) | {n / t_ours:,.0f} | {ref_name} | {t_ref:.2f} ({w_ref:.2f}) "
-              f"| {t_ref / t_ours:.2f}x | {v_ours:.4f} / {v_ref:.4f} |", flush=True)
+        print(
+            f"| {name} | {t_ours:.2f} ({w_ours:.2f}) | {n / t_ours:,.0f} | {ref_name} | {t_ref:.2f} ({w_ref:.2f}) "
+            f"| {t_ref / t_ours:.2f}x | {v_ours:.4f} / {v_ref:.4f} |",
+            flush=True,
+        )
+
 
 if __name__ == "__main__":
     main()

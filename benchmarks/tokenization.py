@@ -28,11 +28,15 @@ def _texts(shared: Path, rows: int) -> list[str]:
 
 def _tokenizers(shared: Path, tmp: Path) -> dict[str, Tokenizer]:
     tok = shared / "data" / "tokenizers"
-    folders = {"bert-wordpiece": {"vocab.txt": "bert-base-uncased-vocab.txt"},
-               "gpt2-bpe": {"vocab.json": "gpt2-vocab.json", "merges.txt": "gpt2-merges.txt"},
-               "roberta-bpe": {"vocab.json": "roberta-base-vocab.json", "merges.txt": "gpt2-merges.txt"}}
-    out: dict[str, Tokenizer] = {"bertgen-spm(test fixture)": load_tokenizer(tok / "test_sentencepiece.model"),
-                                 "albert-spm(30k)": load_tokenizer(tok / "albert-spiece.model")}
+    folders = {
+        "bert-wordpiece": {"vocab.txt": "bert-base-uncased-vocab.txt"},
+        "gpt2-bpe": {"vocab.json": "gpt2-vocab.json", "merges.txt": "gpt2-merges.txt"},
+        "roberta-bpe": {"vocab.json": "roberta-base-vocab.json", "merges.txt": "gpt2-merges.txt"},
+    }
+    out: dict[str, Tokenizer] = {
+        "bertgen-spm(test fixture)": load_tokenizer(tok / "test_sentencepiece.model"),
+        "albert-spm(30k)": load_tokenizer(tok / "albert-spiece.model"),
+    }
     for name, files in folders.items():
         (tmp / name).mkdir()
         for target, source in files.items():
@@ -64,9 +68,11 @@ def main() -> None:
         print(f"{'tokenizer':28s} {'batch_encode':>13s} {'encode loop':>12s} {'batch_decode':>13s} {'ids/text':>9s}")
         for name, tok in toks.items():
             ids = tok.batch_encode(texts)
-            row = (_rate(lambda: tok.batch_encode(texts), len(texts)),
-                   _rate(lambda: [tok.encode(t) for t in texts], len(texts)),
-                   _rate(lambda: tok.batch_decode(ids), len(texts)))
+            row = (
+                _rate(lambda tok=tok: tok.batch_encode(texts), len(texts)),
+                _rate(lambda tok=tok: [tok.encode(t) for t in texts], len(texts)),
+                _rate(lambda tok=tok, ids=ids: tok.batch_decode(ids), len(texts)),
+            )
             mean = sum(map(len, ids)) / len(ids)
             print(f"{name:28s} {row[0]:13.0f} {row[1]:12.0f} {row[2]:13.0f} {mean:9.1f}")
 

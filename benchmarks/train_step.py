@@ -1,9 +1,9 @@
 """Training-step throughput and memory: bertgen's EncoderDecoder vs transformers' EncoderDecoderModel.
 
 Same weights (one random bert2bert saved once, loaded by both), same batch (B=8, source <=128, target <=64 tokens,
-right-padded), forward + backward + fused AdamW step, train mode (dropout on). Each framework runs in its own subprocess so
-the peak memory of one does not hide in the other's; peak = highest RSS sampled during the timed steps minus the RSS
-before the first step. Prints steps/s, tokens/s, the ratio bertgen/reference and the memory of each.
+right-padded), forward + backward + fused AdamW step, train mode (dropout on). Each framework runs in its own
+subprocess so the peak memory of one does not hide in the other's; peak = highest RSS sampled during the timed steps
+minus the RSS before the first step. Prints steps/s, tokens/s, the ratio bertgen/reference and the memory of each.
 
     python benchmarks/train_step.py --size base     # BERT-base bert2bert (the issue's figure; minutes on 2 cores)
     python benchmarks/train_step.py --size small    # 4x256 for a quick check
@@ -107,8 +107,13 @@ def run_one(which: str, folder: str, steps: int, warmup: int, threads: int) -> d
     t.join()
     tokens = int(mask.sum() + (labels != -100).sum())
     med = statistics.median(times)
-    return {"which": which, "step_s": med, "tokens_per_s": tokens / med, "peak_mb": (peak[0] - base) / 2**20,
-            "params": sum(p.numel() for p in model.parameters())}
+    return {
+        "which": which,
+        "step_s": med,
+        "tokens_per_s": tokens / med,
+        "peak_mb": (peak[0] - base) / 2**20,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def main() -> None:
@@ -128,11 +133,31 @@ def main() -> None:
         make_checkpoint(args.size, folder)
         res = {}
         for which in ("transformers", "bertgen", "transformers", "bertgen"):  # interleave against drift
-            out = subprocess.run(
-                [sys.executable, __file__, "--one", which, "--folder", folder, "--size", args.size, "--steps", str(steps),
-                 "--warmup", str(args.warmup), "--threads", str(args.threads)],
-                check=True, capture_output=True, text=True,
-            ).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--one",
+                        which,
+                        "--folder",
+                        folder,
+                        "--size",
+                        args.size,
+                        "--steps",
+                        str(steps),
+                        "--warmup",
+                        str(args.warmup),
+                        "--threads",
+                        str(args.threads),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             r = json.loads(out)
             prev = res.get(which)
             if prev is None or r["step_s"] < prev["step_s"]:
@@ -140,10 +165,14 @@ def main() -> None:
     ref, ours = res["transformers"], res["bertgen"]
     print(f"size={args.size} B=8 S<=128 T<=64 threads={args.threads} steps={steps} (best of 2 runs, median step)")
     for r in (ref, ours):
-        print(f"  {r['which']:<13} {r['step_s'] * 1000:8.1f} ms/step  {r['tokens_per_s']:9.1f} tok/s  "
-              f"peak +{r['peak_mb']:7.1f} MiB  params {r['params'] / 1e6:.1f}M")
-    print(f"  throughput ratio bertgen/transformers: {ref['step_s'] / ours['step_s']:.2f}x   "
-          f"memory ratio: {ours['peak_mb'] / max(ref['peak_mb'], 1e-9):.2f}")
+        print(
+            f"  {r['which']:<13} {r['step_s'] * 1000:8.1f} ms/step  {r['tokens_per_s']:9.1f} tok/s  "
+            f"peak +{r['peak_mb']:7.1f} MiB  params {r['params'] / 1e6:.1f}M"
+        )
+    print(
+        f"  throughput ratio bertgen/transformers: {ref['step_s'] / ours['step_s']:.2f}x   "
+        f"memory ratio: {ours['peak_mb'] / max(ref['peak_mb'], 1e-9):.2f}"
+    )
 
 
 if __name__ == "__main__":

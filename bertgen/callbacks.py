@@ -4,8 +4,9 @@ one function that builds a run's callbacks."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import lightning as L
 import torch
@@ -65,8 +66,14 @@ class GenerationEvaluator(L.Callback):
         if limit is not None and self._seen >= limit:
             return
         dm = trainer.datamodule
-        preds = generate_text(pl_module.model, self.tokenizer, batch["input_ids"], batch["attention_mask"], settings,
-                              **self.decode_options)
+        preds = generate_text(
+            pl_module.model,
+            self.tokenizer,
+            batch["input_ids"],
+            batch["attention_mask"],
+            settings,
+            **self.decode_options,
+        )
         idx = batch["index"].tolist()
         sources = [dm.source_text(split, i) for i in idx]
         targets = [dm.target_text(split, i) for i in idx]
@@ -85,7 +92,9 @@ class GenerationEvaluator(L.Callback):
             rows = [r for part in gathered for r in part]
         if trainer.is_global_zero:
             write_jsonl_atomic(self.output_dir / "predictions" / f"{prefix}_step{trainer.global_step}.jsonl", rows)
-            log.info("%s at step %d: %s", prefix, trainer.global_step, ", ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+            log.info(
+                "%s at step %d: %s", prefix, trainer.global_step, ", ".join(f"{k}={v:.2f}" for k, v in scores.items())
+            )
 
     # ---- validation ----------------------------------------------------------------------------------------------
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
@@ -168,20 +177,32 @@ def build_callbacks(
     _, headline = task_metrics(metrics_task)
     folder = Path(run_dir) / "checkpoints"
     best = ModelCheckpoint(
-        dirpath=folder, filename="best-step{step}-{val/" + headline + ":.2f}", monitor=f"val/{headline}", mode="max",
-        save_top_k=checkpoint.get("save_top_k", 1), auto_insert_metric_name=False,
+        dirpath=folder,
+        filename="best-step{step}-{val/" + headline + ":.2f}",
+        monitor=f"val/{headline}",
+        mode="max",
+        save_top_k=checkpoint.get("save_top_k", 1),
+        auto_insert_metric_name=False,
     )
     last = ModelCheckpoint(
-        dirpath=folder, filename="last", monitor=None, save_top_k=1, enable_version_counter=False,
+        dirpath=folder,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
         every_n_train_steps=checkpoint.get("every_n_train_steps"),
     )
     callbacks: list[L.Callback] = [
         best,
         last,
         GenerationEvaluator(
-            metrics_task, run_dir, target_tokenizer, generation=val_generation,
+            metrics_task,
+            run_dir,
+            target_tokenizer,
+            generation=val_generation,
             every_n_validations=generation_eval.get("every_n_validations", 1),
-            max_examples=generation_eval.get("max_examples"), decode_options=decode_options,
+            max_examples=generation_eval.get("max_examples"),
+            decode_options=decode_options,
         ),
     ]
     if export_model:

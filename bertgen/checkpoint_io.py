@@ -67,8 +67,10 @@ def load_checkpoint_safely(path: str | os.PathLike, map_location: Any = "cpu", m
     except pickle.UnpicklingError as e:
         if "Unsupported global" in str(e) or "Weights only load failed" in str(e):
             first = next((line.strip() for line in str(e).splitlines() if "Unsupported global" in line), "")
-            raise CheckpointReadError(f"checkpoint {path} holds objects the safe (weights-only) loader refuses "
-                                      f"({first[:200]}); bertgen loads only tensors and plain data") from None
+            raise CheckpointReadError(
+                f"checkpoint {path} holds objects the safe (weights-only) loader refuses "
+                f"({first[:200]}); bertgen loads only tensors and plain data"
+            ) from None
         raise CheckpointReadError(_corrupt(path, e)) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         if mmap:  # mmap needs the zip format: read it plainly to tell a foreign pickle from a broken file
@@ -78,11 +80,15 @@ def load_checkpoint_safely(path: str | os.PathLike, map_location: Any = "cpu", m
 
 def _corrupt(path: Path, e: BaseException) -> str:
     size = path.stat().st_size if path.is_file() else 0
-    msg = f"checkpoint {path} cannot be read ({size} bytes; {type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]})"
+    msg = (
+        f"checkpoint {path} cannot be read ({size} bytes; {type(e).__name__}: {(str(e).splitlines() or [''])[0][:160]})"
+    )
     others = intact_checkpoints(path.parent, exclude=path)
     if others:
-        msg += (f"; the newest intact checkpoint beside it is {others[0]}: to resume from it, pass "
-                f"ckpt_path={others[0]} (it is older than {path.name})")
+        msg += (
+            f"; the newest intact checkpoint beside it is {others[0]}: to resume from it, pass "
+            f"ckpt_path={others[0]} (it is older than {path.name})"
+        )
     else:
         msg += "; no intact checkpoint beside it: start the run afresh (without ckpt_path)"
     return msg

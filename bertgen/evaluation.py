@@ -22,10 +22,11 @@ import logging
 import platform
 import re
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from omegaconf import OmegaConf
@@ -40,8 +41,19 @@ log = logging.getLogger("bertgen.evaluation")
 
 RUN_CONFIG = Path(".hydra") / "config.yaml"
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "vocab.txt", "vocab.json")
-VERSIONED_PACKAGES = ("bertgen", "torch", "lightning", "torchmetrics", "tokenizers", "sentencepiece", "sacrebleu",
-                      "rouge-score", "nltk", "numpy", "datasets")
+VERSIONED_PACKAGES = (
+    "bertgen",
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "tokenizers",
+    "sentencepiece",
+    "sacrebleu",
+    "rouge-score",
+    "nltk",
+    "numpy",
+    "datasets",
+)
 SPLITS = ("test", "validation")
 
 
@@ -53,8 +65,14 @@ class EvaluationError(BertgenError):
 # The one decode path
 # ===================================================================================================================
 @torch.no_grad()
-def generate_text(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                  settings: Mapping[str, Any], **decode_options: Any) -> list[str]:
+def generate_text(
+    model,
+    tokenizer,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    settings: Mapping[str, Any],
+    **decode_options: Any,
+) -> list[str]:
     """Generate the target of each source and turn it into the task's text (``decode_options`` go to
     `bertgen.text.decode_generated`). The model is put in eval mode for the call and restored after."""
     was_training = model.training
@@ -135,8 +153,9 @@ def best_checkpoint(run_dir: Path) -> Path:
     raise EvaluationError(f"run dir {run_dir} has neither an exported model/ folder nor checkpoints/*.ckpt")
 
 
-def _tokenizers_for_run(run_dir: Path | None, run_cfg: dict[str, Any] | None, tokenizer: str | None,
-                        target_tokenizer: str | None, what: str) -> tuple[Any, Any]:
+def _tokenizers_for_run(
+    run_dir: Path | None, run_cfg: dict[str, Any] | None, tokenizer: str | None, target_tokenizer: str | None, what: str
+) -> tuple[Any, Any]:
     """Tokenizers of a .ckpt: explicit options > the run's exported model/ > its trained tokenizer/ > its config."""
     from bertgen.tokenization import load_tokenizer
 
@@ -151,11 +170,15 @@ def _tokenizers_for_run(run_dir: Path | None, run_cfg: dict[str, Any] | None, to
     model_cfg = (run_cfg or {}).get("model") or {}
     src = pick(tokenizer, [run_dir / "model", run_dir / "tokenizer"] if run_dir else [], model_cfg.get("tokenizer"))
     if src is None:
-        raise EvaluationError(f"{what}: no tokenizer found beside it (no run dir with model/ or tokenizer/); "
-                              f"pass tokenizer=<folder or hub id>")
-    tgt = pick(target_tokenizer,
-               [run_dir / "model" / "target_tokenizer", run_dir / "target_tokenizer"] if run_dir else [],
-               model_cfg.get("target_tokenizer"))
+        raise EvaluationError(
+            f"{what}: no tokenizer found beside it (no run dir with model/ or tokenizer/); "
+            f"pass tokenizer=<folder or hub id>"
+        )
+    tgt = pick(
+        target_tokenizer,
+        [run_dir / "model" / "target_tokenizer", run_dir / "target_tokenizer"] if run_dir else [],
+        model_cfg.get("target_tokenizer"),
+    )
     src_tok = load_tokenizer(src)
     return src_tok, (load_tokenizer(tgt) if tgt else src_tok)
 
@@ -166,7 +189,9 @@ def _load_folder(folder: Path, tokenizer: str | None, target_tokenizer: str | No
 
     model = load_model(folder)
     src = load_tokenizer(tokenizer or folder)
-    tgt_spec = target_tokenizer or (folder / "target_tokenizer" if _has_tokenizer(folder / "target_tokenizer") else None)
+    tgt_spec = target_tokenizer or (
+        folder / "target_tokenizer" if _has_tokenizer(folder / "target_tokenizer") else None
+    )
     return model, src, (load_tokenizer(tgt_spec) if tgt_spec else src)
 
 
@@ -178,8 +203,10 @@ def load_lightning_checkpoint(path: Path):
 
     ckpt = load_checkpoint_safely(path)
     if "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise EvaluationError(f"checkpoint {path} is not a bertgen training checkpoint (no state_dict / "
-                              f"hyper_parameters); pass the exported model/ folder instead")
+        raise EvaluationError(
+            f"checkpoint {path} is not a bertgen training checkpoint (no state_dict / "
+            f"hyper_parameters); pass the exported model/ folder instead"
+        )
     lit = Seq2SeqModule(**ckpt["hyper_parameters"])
     lit.load_state_dict(ckpt["state_dict"])
     return lit
@@ -193,7 +220,9 @@ def load_checkpoint(ckpt: str, tokenizer: str | None = None, target_tokenizer: s
     p = Path(ckpt).expanduser()
     if p.is_file():
         if p.suffix != ".ckpt":
-            raise EvaluationError(f"ckpt {ckpt} is a file but not a Lightning .ckpt; pass the folder that holds the model")
+            raise EvaluationError(
+                f"ckpt {ckpt} is a file but not a Lightning .ckpt; pass the folder that holds the model"
+            )
         run_dir = p.parent.parent if p.parent.name == "checkpoints" and _is_run_dir(p.parent.parent) else None
         cfg = run_config(run_dir)
         src, tgt = _tokenizers_for_run(run_dir, cfg, tokenizer, target_tokenizer, f"checkpoint {ckpt}")
@@ -207,8 +236,10 @@ def load_checkpoint(ckpt: str, tokenizer: str | None = None, target_tokenizer: s
             loaded = load_checkpoint(str(best_checkpoint(p)), tokenizer, target_tokenizer)
             return dataclasses.replace(loaded, kind="run_dir", path=ckpt)
         if not (p / "config.json").is_file():
-            raise EvaluationError(f"ckpt {ckpt} is a folder with neither config.json (a model folder) nor "
-                                  f"checkpoints/ or .hydra/ (a train.py run dir)")
+            raise EvaluationError(
+                f"ckpt {ckpt} is a folder with neither config.json (a model folder) nor "
+                f"checkpoints/ or .hydra/ (a train.py run dir)"
+            )
         run_dir = p.parent if p.name == "model" and _is_run_dir(p.parent) else None
         model, src, tgt = _load_folder(p, tokenizer, target_tokenizer)
         return LoadedCheckpoint(model, src, tgt, "folder", ckpt, str(p), run_dir, run_config(run_dir))
@@ -238,8 +269,9 @@ def run_task(loaded: LoadedCheckpoint, overrides: Mapping[str, Any]) -> dict[str
 NO_CONVENTIONS = {"source_replacements": {}, "add_source_bos": False, "add_source_eos": False}
 
 
-def conventions_options(mode: str, task: Mapping[str, Any], loaded: LoadedCheckpoint,
-                        extra: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def conventions_options(
+    mode: str, task: Mapping[str, Any], loaded: LoadedCheckpoint, extra: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
     """Task options that fix how sources are fed to the model (the released checkpoints' model cards).
 
     ``run``: exactly what the model was trained with (the run's ``task.task_options``); ``released``: the task
@@ -253,10 +285,14 @@ def conventions_options(mode: str, task: Mapping[str, Any], loaded: LoadedCheckp
         mode = "run" if same_data else "released"
     if mode == "run":
         if trained is None:
-            raise EvaluationError("conventions=run needs a checkpoint inside a train.py run dir (with .hydra/config.yaml)")
+            raise EvaluationError(
+                "conventions=run needs a checkpoint inside a train.py run dir (with .hydra/config.yaml)"
+            )
         if not same_data:
-            raise EvaluationError(f"conventions=run: the run trained on datamodule {trained.get('datamodule')!r}, "
-                                  f"not {task['datamodule']!r}; use conventions=released or none")
+            raise EvaluationError(
+                f"conventions=run: the run trained on datamodule {trained.get('datamodule')!r}, "
+                f"not {task['datamodule']!r}; use conventions=released or none"
+            )
         options = dict(trained.get("task_options") or {})
     elif mode == "released":
         options = dict(task.get("task_options") or {})
@@ -270,8 +306,19 @@ def conventions_options(mode: str, task: Mapping[str, Any], loaded: LoadedCheckp
 def dataset_fingerprint(dm, split: str) -> dict[str, Any]:
     data = dm.datasets[split].split
     meta = data.meta
-    keep = ("split", "input", "files", "hash", "hub", "config", "fingerprint", "examples", "truncated_source",
-            "truncated_target", "invalid_total")
+    keep = (
+        "split",
+        "input",
+        "files",
+        "hash",
+        "hub",
+        "config",
+        "fingerprint",
+        "examples",
+        "truncated_source",
+        "truncated_target",
+        "invalid_total",
+    )
     return {**{k: meta[k] for k in keep if k in meta}, "cache_key": data.folder.name, "task_options": meta.get("task")}
 
 
@@ -348,8 +395,17 @@ class EvaluateOptions:
     skip_invalid: bool = False
 
 
-def predict(model, tokenizer, dm, split: str, settings: Mapping[str, Any], metrics, max_examples: int | None,
-            device: torch.device, precision: str = "32") -> dict[int, dict[str, str]]:
+def predict(
+    model,
+    tokenizer,
+    dm,
+    split: str,
+    settings: Mapping[str, Any],
+    metrics,
+    max_examples: int | None,
+    device: torch.device,
+    precision: str = "32",
+) -> dict[int, dict[str, str]]:
     """Decode ``split`` of a set-up DataModule, updating ``metrics``; rows by example index."""
     loader = dm.test_dataloader() if split == "test" else dm.val_dataloader()
     n_wanted = len(dm.datasets[split]) if max_examples is None else min(len(dm.datasets[split]), max_examples)
@@ -362,13 +418,20 @@ def predict(model, tokenizer, dm, split: str, settings: Mapping[str, Any], metri
             if left <= 0:
                 break
             idx = batch["index"][:left].tolist()
-            preds = generate_text(model, tokenizer, batch["input_ids"][:left].to(device),
-                                  batch["attention_mask"][:left].to(device), settings, convention=dm.text_convention)
+            preds = generate_text(
+                model,
+                tokenizer,
+                batch["input_ids"][:left].to(device),
+                batch["attention_mask"][:left].to(device),
+                settings,
+                convention=dm.text_convention,
+            )
             sources = [dm.source_text(split, i) for i in idx]
             targets = [dm.target_text(split, i) for i in idx]
             metrics.update(preds, [[t] for t in targets], sources)
-            rows.update({i: {"source": s, "target": t, "prediction": p}
-                         for i, s, t, p in zip(idx, sources, targets, preds)})
+            rows.update(
+                {i: {"source": s, "target": t, "prediction": p} for i, s, t, p in zip(idx, sources, targets, preds)}
+            )
             rate = len(rows) / max(time.perf_counter() - started, 1e-9)
             log.info("generated %d/%d examples (%.1f examples/s)", len(rows), n_wanted, rate)
     return rows
@@ -395,29 +458,60 @@ def evaluate(opts: EvaluateOptions, out_dir: str | Path) -> RunRecord:
         text_special_ids(loaded.model, **settings)
     except (ValueError, TypeError) as e:
         raise EvaluationError(f"decoding settings {settings}: {e}") from None
-    log.info("checkpoint %s (%s: %s); conventions %s %s; decoding %s", opts.ckpt, loaded.kind, loaded.loaded, mode,
-             options, settings)
+    log.info(
+        "checkpoint %s (%s: %s); conventions %s %s; decoding %s",
+        opts.ckpt,
+        loaded.kind,
+        loaded.loaded,
+        mode,
+        options,
+        settings,
+    )
 
     run_cfg = loaded.run_cfg or {}
     seed = run_cfg.get("seed", opts.seed)
     data_dir = opts.data_dir
     if data_dir is None and (run_cfg.get("task") or {}).get("datamodule") == task["datamodule"]:
         data_dir = run_cfg.get("data_dir")  # the local copy the model was trained on
-    dm = make_datamodule(task, loaded.tokenizer, loaded.target_tokenizer, task_options=options,
-                         data_dir=task_data_dir(task, data_dir, out_dir, seed, existing=loaded.run_dir),
-                         cache_dir=opts.cache_dir, batch_size=opts.batch_size, max_tokens=opts.max_tokens,
-                         num_workers=opts.num_workers, skip_invalid=opts.skip_invalid, training=False)
+    dm = make_datamodule(
+        task,
+        loaded.tokenizer,
+        loaded.target_tokenizer,
+        task_options=options,
+        data_dir=task_data_dir(task, data_dir, out_dir, seed, existing=loaded.run_dir),
+        cache_dir=opts.cache_dir,
+        batch_size=opts.batch_size,
+        max_tokens=opts.max_tokens,
+        num_workers=opts.num_workers,
+        skip_invalid=opts.skip_invalid,
+        training=False,
+    )
     src_tok, tgt_tok = dm.tokenizers  # prepared for the task's text, as in training
-    check_model_and_data(loaded.model, src_tok, tgt_tok, where=f"ckpt {opts.ckpt}",
-                         max_source_length=dm.task.max_source_length, max_target_length=None)
+    check_model_and_data(
+        loaded.model,
+        src_tok,
+        tgt_tok,
+        where=f"ckpt {opts.ckpt}",
+        max_source_length=dm.task.max_source_length,
+        max_target_length=None,
+    )
     dm.setup("test" if opts.split == "test" else "validate")
 
     device = _device(opts.device)
     model = loaded.model.to(device).eval()
     metrics, headline = task_metrics(task["metrics"])
     started = time.perf_counter()
-    rows = predict(model, tgt_tok, dm, opts.split, settings, metrics,
-                   None if opts.max_examples is None else int(opts.max_examples), device, opts.precision)
+    rows = predict(
+        model,
+        tgt_tok,
+        dm,
+        opts.split,
+        settings,
+        metrics,
+        None if opts.max_examples is None else int(opts.max_examples),
+        device,
+        opts.precision,
+    )
     elapsed = time.perf_counter() - started
     scores = {k: float(v) for k, v in metrics.compute().items()}
 
@@ -426,23 +520,42 @@ def evaluate(opts: EvaluateOptions, out_dir: str | Path) -> RunRecord:
         model_name = loaded.path
     trained = run_cfg.get("task") or {}
     record = RunRecord(
-        source="evaluate", task=task["name"], metrics_task=task["metrics"], model=model_name,
-        size=split_model_name(model_name)[1], split=opts.split, headline=headline, metrics=scores,
+        source="evaluate",
+        task=task["name"],
+        metrics_task=task["metrics"],
+        model=model_name,
+        size=split_model_name(model_name)[1],
+        split=opts.split,
+        headline=headline,
+        metrics=scores,
         train_fraction=float(trained.get("train_fraction", 1.0)),
-        examples=len(rows), examples_in_split=len(dm.datasets[opts.split]),
-        signatures=metrics.signatures(), generation=settings, generation_resolved=resolved,
+        examples=len(rows),
+        examples_in_split=len(dm.datasets[opts.split]),
+        signatures=metrics.signatures(),
+        generation=settings,
+        generation_resolved=resolved,
         checkpoint_generation_config=dict(getattr(loaded.model, "generation_config", {}) or {}),
-        checkpoint={"path": loaded.path, "kind": loaded.kind, "loaded": loaded.loaded,
-                    "run_dir": str(loaded.run_dir) if loaded.run_dir else None},
-        conventions={"mode": mode, "task_options": options}, dataset=dataset_fingerprint(dm, opts.split),
-        data_stats=dict(getattr(dm, "data_stats", {})), versions=package_versions(), device=str(device),
-        precision=str(opts.precision), seconds=round(elapsed, 3),
+        checkpoint={
+            "path": loaded.path,
+            "kind": loaded.kind,
+            "loaded": loaded.loaded,
+            "run_dir": str(loaded.run_dir) if loaded.run_dir else None,
+        },
+        conventions={"mode": mode, "task_options": options},
+        dataset=dataset_fingerprint(dm, opts.split),
+        data_stats=dict(getattr(dm, "data_stats", {})),
+        versions=package_versions(),
+        device=str(device),
+        precision=str(opts.precision),
+        seconds=round(elapsed, 3),
     )
     # predictions first: a metrics.json on disk always has complete predictions beside it
     write_jsonl_atomic(out_dir / "predictions.jsonl", [rows[i] for i in sorted(rows)])
     record.save(out_dir)
-    print(f"\n{task['name']} {opts.split} ({len(rows)} examples, {elapsed:.1f}s): "
-          + ", ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+    print(
+        f"\n{task['name']} {opts.split} ({len(rows)} examples, {elapsed:.1f}s): "
+        + ", ".join(f"{k}={v:.2f}" for k, v in scores.items())
+    )
     print(f"predictions:  {out_dir / 'predictions.jsonl'}")
     print(f"metrics:      {out_dir / 'metrics.json'}")
     return record

@@ -26,8 +26,16 @@ class CheckpointNotFoundError(BertgenError, FileNotFoundError):
 
 # What bertgen reads from a checkpoint folder (bertgen.model.checkpoint.read_weights, bertgen.tokenization).
 CONFIG_FILES = ("config.json", "generation_config.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.txt", "vocab.json", "merges.txt", "spiece.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+)
 SAFETENSORS_PATTERNS = ("*.safetensors", "model.safetensors.index.json")
 PYTORCH_BIN_PATTERNS = ("pytorch_model*.bin", "pytorch_model.bin.index.json")
 # Offline, without a file list: everything a selection could hold (used to find a cached snapshot).
@@ -85,7 +93,8 @@ def resolve_checkpoint(
     name = str(path_or_id)
     if not _looks_like_hub_id(name):
         raise CheckpointNotFoundError(
-            f"{what} '{name}' is neither a local folder nor a Hugging Face hub id (like 'google-bert/bert-base-uncased')"
+            f"{what} '{name}' is neither a local folder nor a Hugging Face hub id "
+            "(like 'google-bert/bert-base-uncased')"
         )
     hint = (
         f"Download it on a machine with network access (e.g. `huggingface-cli download {name} --local-dir <dir>`) "
@@ -94,7 +103,9 @@ def resolve_checkpoint(
     try:
         from huggingface_hub import snapshot_download
     except ImportError as e:  # pragma: no cover - huggingface_hub is a dependency
-        raise CheckpointNotFoundError(f"cannot fetch {what} '{name}' from the hub: huggingface_hub is not installed. {hint}") from e
+        raise CheckpointNotFoundError(
+            f"cannot fetch {what} '{name}' from the hub: huggingface_hub is not installed. {hint}"
+        ) from e
     try:
         try:
             patterns = list(allow_patterns) if allow_patterns else select_checkpoint_files(_repo_files(name))
@@ -105,7 +116,9 @@ def resolve_checkpoint(
     except Exception as e:  # network errors, offline mode, unknown repo, gated repo...
         reason = type(e).__name__
         offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-        where = "offline mode (HF_HUB_OFFLINE is set)" if offline else "the hub could not be reached or has no such repo"
+        where = (
+            "offline mode (HF_HUB_OFFLINE is set)" if offline else "the hub could not be reached or has no such repo"
+        )
         raise CheckpointNotFoundError(
             f"could not download {what} '{name}' from the Hugging Face hub: {where} ({reason}). {hint}"
         ) from None

@@ -27,7 +27,8 @@ def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> 
     e.g. a released checkpoint) or ``encoder`` / ``decoder`` (a checkpoint folder / hub id, or a mapping of
     `ModelConfig` fields for random init); ``tie_encoder_decoder``; ``share_embeddings``; ``overrides`` (config fields
     applied to both sides, e.g. dropout); ``encoder_vocab_size`` / ``decoder_vocab_size`` (the tokenizers' lengths:
-    a checkpoint's word embeddings grow to them, e.g. GPT-2 by one row for WikiSplit's ``<::::>``). ``special_tokens``: ``decoder_start_token_id``, ``pad_token_id``,
+    a checkpoint's word embeddings grow to them, e.g. GPT-2 by one row for WikiSplit's ``<::::>``).
+    ``special_tokens``: ``decoder_start_token_id``, ``pad_token_id``,
     ``eos_token_id`` from the tokenizer (used where the checkpoint does not fix them).
     """
     kind = spec.get("kind", "encoder_decoder")
@@ -112,7 +113,9 @@ class Seq2SeqModule(L.LightningModule):
         else:
             if model is None:
                 raise ValueError("Seq2SeqModule needs a model spec or a stored model_config")
-            self.model = build_model(model, {k: special.get(k) for k in ("decoder_start_token_id", "pad_token_id", "eos_token_id")})
+            self.model = build_model(
+                model, {k: special.get(k) for k in ("decoder_start_token_id", "pad_token_id", "eos_token_id")}
+            )
             self.hparams["model_config"] = describe_model(self.model)
         self.decoder_only = isinstance(self.model, DecoderOnlyLM)
         if self.decoder_only and self.sep_token_id is not None:
@@ -204,16 +207,25 @@ class Seq2SeqModule(L.LightningModule):
         # step unscales gradients itself): use the per-tensor step there
         mixed = self.trainer is not None and "mixed" in str(self.trainer.precision)
         opt = build_optimizer(
-            self.model, name, lr=o.get("lr"), betas=o.get("betas", (0.9, 0.999)), eps=o.get("eps", 1e-8),
-            weight_decay=o.get("weight_decay", 0.0), fused=False if mixed else None,
+            self.model,
+            name,
+            lr=o.get("lr"),
+            betas=o.get("betas", (0.9, 0.999)),
+            eps=o.get("eps", 1e-8),
+            weight_decay=o.get("weight_decay", 0.0),
+            fused=False if mixed else None,
         )
         total = o.get("total_steps")
         if total is None and self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
             total = self.trainer.max_steps
         hidden = self.model.config.hidden_size if self.decoder_only else self.model.config.decoder.hidden_size
         sched = build_scheduler(
-            opt, o.get("schedule", "paper" if name == "paper" else "linear"), hidden_size=hidden,
-            constant=o.get("constant", 0.05), warmup_steps=o.get("warmup_steps", 40_000), total_steps=total,
+            opt,
+            o.get("schedule", "paper" if name == "paper" else "linear"),
+            hidden_size=hidden,
+            constant=o.get("constant", 0.05),
+            warmup_steps=o.get("warmup_steps", 40_000),
+            total_steps=total,
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
 

@@ -12,8 +12,7 @@ linear decay to zero over the run.
 
 from __future__ import annotations
 
-import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -72,7 +71,9 @@ def build_optimizer(
     betas = tuple(betas)
     fused = _can_fuse(model) if fused is None else (fused or None)
     if name == "paper":
-        return torch.optim.Adam(param_groups(model, 0.0), lr=1.0 if lr is None else lr, betas=betas, eps=eps, fused=fused)
+        return torch.optim.Adam(
+            param_groups(model, 0.0), lr=1.0 if lr is None else lr, betas=betas, eps=eps, fused=fused
+        )
     if name == "adamw":
         if lr is None:
             raise ValueError("optim=adamw needs a learning rate (optim.lr)")

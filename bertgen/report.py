@@ -1,4 +1,4 @@
-"""Collect runs' ``metrics.json`` into the paper's result tables: ``python -m bertgen.report <run dirs | multirun dir>``.
+"""Collect runs' ``metrics.json`` into the paper's tables: ``python -m bertgen.report <run dirs | multirun dir>``.
 
 Reads the run records (`bertgen.run_record.RunRecord`, ``metrics.json``) that train.py and evaluate.py write,
 groups them by task into the layout of
@@ -14,18 +14,16 @@ so compare a run's evaluate.py test row with the paper.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
 
 from bertgen.errors import BertgenError
 from bertgen.paper_tables import SOURCE, TABLES, PaperTable, split_model_name
 from bertgen.run_record import FILE_NAME as METRICS_FILE
 from bertgen.run_record import RunRecord, RunRecordError
-
 
 
 class ReportError(BertgenError):
@@ -34,14 +32,14 @@ class ReportError(BertgenError):
 
 @dataclass(frozen=True)
 class RunResult:
-    path: Path                       # the metrics.json
-    source: str                      # train | evaluate
+    path: Path  # the metrics.json
+    source: str  # train | evaluate
     task: str
     model: str | None
-    size: str | None                 # base | large | None
-    split: str                       # validation | test
+    size: str | None  # base | large | None
+    split: str  # validation | test
     train_fraction: float
-    metrics: dict[str, float]        # bare keys: sari, exact, bleu, rouge1, ...
+    metrics: dict[str, float]  # bare keys: sari, exact, bleu, rouge1, ...
     data_files: tuple[str, ...] = ()  # evaluate.py: the evaluated files (tells newstest2016 from 2014)
 
 
@@ -56,7 +54,9 @@ def find_metrics_files(paths: Iterable[str | Path]) -> list[Path]:
         if p.is_file():
             found.append(p)
         elif p.is_dir():
-            here = sorted(f for f in p.rglob(METRICS_FILE) if not any(part.startswith(".") for part in f.relative_to(p).parts))
+            here = sorted(
+                f for f in p.rglob(METRICS_FILE) if not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
             if not here:
                 raise ReportError(f"{p}: no {METRICS_FILE} in this folder or below it (is the run finished?)")
             found.extend(here)
@@ -76,13 +76,17 @@ def load_run(path: Path) -> RunResult:
     split, scores = rec.scores()
     metrics = {k: v for k, v in scores.items() if k != "loss"}
     if not metrics:
-        raise ReportError(f"{path}: no scores in '{'test_metrics' if split == 'test' and rec.test_metrics else 'metrics'}' "
-                          f"(did the run validate with generation?)")
+        raise ReportError(
+            f"{path}: no scores in '{'test_metrics' if split == 'test' and rec.test_metrics else 'metrics'}' "
+            f"(did the run validate with generation?)"
+        )
     model_key, size = split_model_name(rec.model)
     if rec.size in ("base", "large"):
         size = rec.size
     files = tuple(str(f) for f in (rec.dataset or {}).get("files", ()))
-    return RunResult(Path(path), rec.source, rec.task, model_key, size, split, float(rec.train_fraction), metrics, files)
+    return RunResult(
+        Path(path), rec.source, rec.task, model_key, size, split, float(rec.train_fraction), metrics, files
+    )
 
 
 # ===================================================================================================================
@@ -90,9 +94,9 @@ def load_run(path: Path) -> RunResult:
 # ===================================================================================================================
 @dataclass(frozen=True)
 class Column:
-    name: str            # as printed (and the paper table's column when it has one)
-    task: str            # which task's runs fill it
-    metric: str          # key in the run's metrics
+    name: str  # as printed (and the paper table's column when it has one)
+    task: str  # which task's runs fill it
+    metric: str  # key in the run's metrics
     fraction: float = 1.0
     test_set: str | None = None  # Table 4: "2014" | "2016"
 
@@ -115,10 +119,16 @@ def columns_for(table: int, runs: Sequence[RunResult]) -> list[Column]:
     10% / 1%, or any other), Table 4 shows the newstest2016 columns only when such runs exist."""
     if table == 2:
         cols = [Column("100% Exact", "discofuse", "exact"), Column("100% SARI", "discofuse", "sari")]
-        fractions = sorted({r.train_fraction for r in runs if r.task == "discofuse" and r.train_fraction != 1.0}, reverse=True)
+        fractions = sorted(
+            {r.train_fraction for r in runs if r.task == "discofuse" and r.train_fraction != 1.0}, reverse=True
+        )
         return cols + [Column(f"{_pct(f)} SARI", "discofuse", "sari", f) for f in fractions]
     if table == 3:
-        return [Column("Exact", "wikisplit", "exact"), Column("SARI", "wikisplit", "sari"), Column("BLEU", "wikisplit", "bleu")]
+        return [
+            Column("Exact", "wikisplit", "exact"),
+            Column("SARI", "wikisplit", "sari"),
+            Column("BLEU", "wikisplit", "bleu"),
+        ]
     if table == 4:
         cols = []
         for year in ("2014", "2016"):
@@ -126,14 +136,20 @@ def columns_for(table: int, runs: Sequence[RunResult]) -> list[Column]:
                 cols.append(Column(f"nt{year} {arrow}", task, "bleu", test_set=year))
         return [c for c in cols if c.test_set == "2014" or any(c.accepts(r) for r in runs)]
     if table == 5:
-        return [Column(f"{label} {name}", task, metric)
-                for task, label in (("gigaword", "Giga"), ("cnn_dailymail", "CNN/DM"), ("xsum", "XSum"))
-                for name, metric in (("R-1", "rouge1"), ("R-2", "rouge2"), ("R-L", "rougeL"))]
+        return [
+            Column(f"{label} {name}", task, metric)
+            for task, label in (("gigaword", "Giga"), ("cnn_dailymail", "CNN/DM"), ("xsum", "XSum"))
+            for name, metric in (("R-1", "rouge1"), ("R-2", "rouge2"), ("R-L", "rougeL"))
+        ]
     raise ValueError(f"no paper table {table}")
 
 
-TABLE_TASKS = {2: {"discofuse"}, 3: {"wikisplit"}, 4: {"wmt14_en_de", "wmt14_de_en"},
-               5: {"gigaword", "cnn_dailymail", "xsum"}}
+TABLE_TASKS = {
+    2: {"discofuse"},
+    3: {"wikisplit"},
+    4: {"wmt14_en_de", "wmt14_de_en"},
+    5: {"gigaword", "cnn_dailymail", "xsum"},
+}
 
 
 @dataclass
@@ -176,7 +192,7 @@ class Row:
 
 @dataclass
 class ReportTable:
-    number: int | None   # paper table, None for "other runs"
+    number: int | None  # paper table, None for "other runs"
     title: str
     columns: list[str]
     rows: list[Row]
@@ -205,8 +221,14 @@ def build_tables(runs: Sequence[RunResult]) -> list[ReportTable]:
             key = (run.model, run.size, run.split)
             row = rows.get(key)
             if row is None:
-                row = rows[key] = Row(run.model, run.size, run.split, {c.name: Cell() for c in cols},
-                                      paper.lookup(run.model, run.size), [])
+                row = rows[key] = Row(
+                    run.model,
+                    run.size,
+                    run.split,
+                    {c.name: Cell() for c in cols},
+                    paper.lookup(run.model, run.size),
+                    [],
+                )
             placed = False
             for col in cols:
                 if col.accepts(run):
@@ -226,9 +248,18 @@ def build_tables(runs: Sequence[RunResult]) -> list[ReportTable]:
         rows_other = []
         for r in sorted(rest, key=lambda r: (r.task, r.model or "", r.split, -r.train_fraction, str(r.path))):
             cells = {m: Cell([r.metrics[m]] if m in r.metrics else []) for m in metric_names}
-            rows_other.append(Row(f"{r.model} ({r.task}, {_pct(r.train_fraction)} train)", r.size, r.split, cells, None, [r.path]))
-        tables.append(ReportTable(None, "Other runs (no paper table: task not in Tables 2-5, or metric missing)",
-                                  metric_names, rows_other, False))
+            rows_other.append(
+                Row(f"{r.model} ({r.task}, {_pct(r.train_fraction)} train)", r.size, r.split, cells, None, [r.path])
+            )
+        tables.append(
+            ReportTable(
+                None,
+                "Other runs (no paper table: task not in Tables 2-5, or metric missing)",
+                metric_names,
+                rows_other,
+                False,
+            )
+        )
     return tables
 
 
@@ -240,10 +271,14 @@ def _fmt_paper(value: float | None) -> str:
 
 
 def render_markdown(tables: Sequence[ReportTable]) -> str:
-    out = ["# bertgen results", "",
-           f"Paper columns: published test-set numbers of {SOURCE}, Tables 2-5 (`bertgen/paper_tables.py`). "
-           "Rows with split `validation` come from train.py (last validation, greedy decoding); "
-           "`test` rows from evaluate.py (the task's full decoding). All scores 0-100.", ""]
+    out = [
+        "# bertgen results",
+        "",
+        f"Paper columns: published test-set numbers of {SOURCE}, Tables 2-5 (`bertgen/paper_tables.py`). "
+        "Rows with split `validation` come from train.py (last validation, greedy decoding); "
+        "`test` rows from evaluate.py (the task's full decoding). All scores 0-100.",
+        "",
+    ]
     for t in tables:
         out += [f"## {t.title}", ""]
         header = ["model", "size", "split"]
@@ -259,11 +294,17 @@ def render_markdown(tables: Sequence[ReportTable]) -> str:
                     cells.append(_fmt_paper((r.paper or {}).get(c)))
             out.append("| " + " | ".join(cells) + " |")
         if t.number == 4:
-            out += ["", "The paper's 24-layer MT rows use a custom En/De BERT checkpoint; its 12-layer rows the public "
-                        "multilingual BERT (paper Table 4)."]
+            out += [
+                "",
+                "The paper's 24-layer MT rows use a custom En/De BERT checkpoint; its 12-layer rows the public "
+                "multilingual BERT (paper Table 4).",
+            ]
         if t.number == 5:
-            out += ["", "R-L is `rougeL` (sentence-level LCS); the paper does not say which ROUGE-L it reports "
-                        "(evaluate.py also logs `rougeLsum` for CNN/DM)."]
+            out += [
+                "",
+                "R-L is `rougeL` (sentence-level LCS); the paper does not say which ROUGE-L it reports "
+                "(evaluate.py also logs `rougeLsum` for CNN/DM).",
+            ]
         out += ["", "Runs:"]
         for r in t.rows:
             out.append(f"- {r.label} {r.size or ''} {r.split}: " + ", ".join(f"`{p.parent}`" for p in r.runs))
@@ -298,7 +339,9 @@ def render_png(tables: Sequence[ReportTable], path: Path) -> bool:
         ax.bar([i - w / 2 for i in x], ours, w, label="this run", color="#3b75af")
         ax.bar([i + w / 2 for i in x], paper, w, label="paper", color="#c6c6c6", edgecolor="#555555", hatch="//")
         ax.set_xticks(x)
-        ax.set_xticklabels(labels, fontsize=7, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center")
+        ax.set_xticklabels(
+            labels, fontsize=7, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center"
+        )
         ax.set_title(t.title)
         ax.set_ylabel("score (0-100)")
         ax.legend(fontsize=8)
@@ -327,10 +370,14 @@ def report(paths: Sequence[str | Path], out_dir: str | Path | None, png: bool = 
             (out / "report.png").unlink(missing_ok=True)  # never leave a chart of an earlier report beside this one
             try:
                 if not render_png(tables, out / "report.png"):
-                    print("note: report.png not written: no run of a paper table (Tables 2-5) to chart", file=sys.stderr)
+                    print(
+                        "note: report.png not written: no run of a paper table (Tables 2-5) to chart", file=sys.stderr
+                    )
             except ImportError:
-                print("note: report.png not written: matplotlib is not installed (pip install 'bertgen[report]')",
-                      file=sys.stderr)
+                print(
+                    "note: report.png not written: matplotlib is not installed (pip install 'bertgen[report]')",
+                    file=sys.stderr,
+                )
     return md
 
 

@@ -100,7 +100,7 @@ class RunRecord:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "RunRecord":
+    def load(cls, path: str | os.PathLike) -> RunRecord:
         path = Path(path)
         if path.is_dir():
             path = path / FILE_NAME
@@ -113,13 +113,15 @@ class RunRecord:
         return cls.from_dict(data, where=str(path))
 
     @classmethod
-    def from_dict(cls, data: Any, where: str = "run record") -> "RunRecord":
+    def from_dict(cls, data: Any, where: str = "run record") -> RunRecord:
         if not isinstance(data, dict):
             raise RunRecordError(f"{where}: expected a JSON object, got {type(data).__name__}")
         schema = data.get("schema")
         if schema != SCHEMA_VERSION:
-            raise RunRecordError(f"{where}: key 'schema' is {schema!r}, expected {SCHEMA_VERSION}: not a bertgen run "
-                                 f"record of this version (re-run train.py / evaluate.py to write one)")
+            raise RunRecordError(
+                f"{where}: key 'schema' is {schema!r}, expected {SCHEMA_VERSION}: not a bertgen run "
+                f"record of this version (re-run train.py / evaluate.py to write one)"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

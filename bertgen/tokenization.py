@@ -28,8 +28,9 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import sentencepiece as spm
 import tokenizers
@@ -52,18 +53,52 @@ __all__ = [
 SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
 
 SPIECE, TOKENIZER_JSON, VOCAB_TXT, VOCAB_JSON, MERGES_TXT = (
-    "spiece.model", "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt",
+    "spiece.model",
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
 )
-CONFIG_JSON, SPECIAL_MAP_JSON, ADDED_TOKENS_JSON = "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"
-_HUB_PATTERNS = [SPIECE, TOKENIZER_JSON, VOCAB_TXT, VOCAB_JSON, MERGES_TXT, CONFIG_JSON, SPECIAL_MAP_JSON, ADDED_TOKENS_JSON]
+CONFIG_JSON, SPECIAL_MAP_JSON, ADDED_TOKENS_JSON = (
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+_HUB_PATTERNS = [
+    SPIECE,
+    TOKENIZER_JSON,
+    VOCAB_TXT,
+    VOCAB_JSON,
+    MERGES_TXT,
+    CONFIG_JSON,
+    SPECIAL_MAP_JSON,
+    ADDED_TOKENS_JSON,
+]
 
 # Default special tokens per family, as the HF slow tokenizers define them (transformers 4.57).
-BERT_GENERATION_SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>",
-                            "sep_token": "<::::>"}
-BERT_SPECIALS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-                 "mask_token": "[MASK]"}
-ROBERTA_SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
-                    "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"}
+BERT_GENERATION_SPECIALS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "sep_token": "<::::>",
+}
+BERT_SPECIALS = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
+ROBERTA_SPECIALS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "cls_token": "<s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+}
 GPT2_SPECIALS = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"}
 # RobertaTokenizer makes <mask> eat the space before it ("Hello <mask>" == "Hello<mask>").
 _LSTRIP_TOKENS = {"roberta": {"<mask>"}}
@@ -84,11 +119,18 @@ SPACINGS = ("standard", "exact", "digits")
 _BERT_PUNCT = r"[!-/:-@\[-`{-~\p{P}]"
 _PRE_TOKENIZERS = {
     "exact": {"type": "WhitespaceSplit"},
-    "digits": {"type": "Sequence", "pretokenizers": [
-        {"type": "WhitespaceSplit"},
-        {"type": "Split", "pattern": {"Regex": rf"(?<![0-9]){_BERT_PUNCT}(?![0-9])"}, "behavior": "Isolated",
-         "invert": False},
-    ]},
+    "digits": {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "WhitespaceSplit"},
+            {
+                "type": "Split",
+                "pattern": {"Regex": rf"(?<![0-9]){_BERT_PUNCT}(?![0-9])"},
+                "behavior": "Isolated",
+                "invert": False,
+            },
+        ],
+    },
 }
 # Vocabulary rows that no text ever maps to, in the order they are taken for an atomic token (`Tokenizer.for_text`):
 # BERT's ``[unusedN]`` and fairseq/RoBERTa's ``madeupwordNNNN``.
@@ -112,8 +154,18 @@ def _reserved_row(vocab: dict[str, int], taken: set[int]) -> int | None:
 
 def _clean_up_tokenization(text: str) -> str:
     """HF's ``clean_up_tokenization``: undo spaces before English punctuation and contractions."""
-    for old, new in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                     (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+    for old, new in (
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ):
         text = text.replace(old, new)
     return text
 
@@ -287,8 +339,9 @@ class Tokenizer(ABC):
         """Token strings that are never split (special tokens and added tokens)."""
 
     @abstractmethod
-    def for_text(self, *, atomic_tokens: Sequence[str] = (), spacing: str = "standard",
-                 clean_up: bool | None = None) -> "Tokenizer":
+    def for_text(
+        self, *, atomic_tokens: Sequence[str] = (), spacing: str = "standard", clean_up: bool | None = None
+    ) -> Tokenizer:
         """A copy of this tokenizer set up for a task's text (``bertgen.text.TextConvention.prepare``); never
         changes ``self``. Applying it twice gives the same tokenizer.
 
@@ -315,8 +368,10 @@ class Tokenizer(ABC):
         """Write files that ``Tokenizer.load`` and transformers' ``AutoTokenizer.from_pretrained`` read back."""
 
     def _config_for_save(self, tokenizer_class: str, extra: dict[str, Any]) -> dict[str, Any]:
-        config: dict[str, Any] = {"tokenizer_class": tokenizer_class,
-                                  "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces}
+        config: dict[str, Any] = {
+            "tokenizer_class": tokenizer_class,
+            "clean_up_tokenization_spaces": self.clean_up_tokenization_spaces,
+        }
         config.update({k: v for k, v in self.special_tokens.items() if v is not None})
         config.update(extra)
         return config
@@ -324,11 +379,12 @@ class Tokenizer(ABC):
     def _write_configs(self, directory: Path, config: dict[str, Any]) -> None:
         special_map = {k: v for k, v in self.special_tokens.items() if v is not None}
         (directory / CONFIG_JSON).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        (directory / SPECIAL_MAP_JSON).write_text(json.dumps(special_map, indent=2, ensure_ascii=False) + "\n",
-                                                  encoding="utf-8")
+        (directory / SPECIAL_MAP_JSON).write_text(
+            json.dumps(special_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
 
     @classmethod
-    def load(cls, path_or_hub_id: str | os.PathLike) -> "Tokenizer":
+    def load(cls, path_or_hub_id: str | os.PathLike) -> Tokenizer:
         """Load from a checkpoint folder, a hub id (via ``bertgen.hub.resolve_checkpoint``) or a single
         vocabulary file (``*.model``, ``tokenizer.json``, ``vocab.txt``)."""
         path = Path(path_or_hub_id).expanduser()
@@ -347,7 +403,7 @@ class Tokenizer(ABC):
 
 
 class SentencePieceTokenizer(Tokenizer):
-    """HF ``BertGenerationTokenizer`` semantics over a SentencePiece model (transformers' `tokenization_bert_generation.py`).
+    """HF ``BertGenerationTokenizer`` semantics over a SentencePiece model (`tokenization_bert_generation.py`).
 
     - Special tokens missing from the spm vocabulary are appended after it (order bos, eos, unk, sep, pad).
     - Special token strings inside the text (e.g. WikiSplit's ``<::::>`` separator) are split out first and
@@ -388,12 +444,16 @@ class SentencePieceTokenizer(Tokenizer):
         for token_id, token in sorted((added_tokens or {}).items()):
             if token_id < n:
                 if pieces[token_id] != token:
-                    raise ValueError(f"{source}: added token {token!r} has id {token_id} but the SentencePiece model "
-                                     f"has {pieces[token_id]!r} there")
+                    raise ValueError(
+                        f"{source}: added token {token!r} has id {token_id} but the SentencePiece model "
+                        f"has {pieces[token_id]!r} there"
+                    )
                 continue
             if token_id != len(pieces) or token in vocab:
-                raise ValueError(f"{source}: added token {token!r} with id {token_id} does not follow the "
-                                 f"{len(pieces)} ids already in use (or repeats a token)")
+                raise ValueError(
+                    f"{source}: added token {token!r} with id {token_id} does not follow the "
+                    f"{len(pieces)} ids already in use (or repeats a token)"
+                )
             vocab[token] = token_id
             pieces.append(token)
         for token in self.all_special_tokens:
@@ -507,28 +567,40 @@ class SentencePieceTokenizer(Tokenizer):
         """Tokens that never split: the special tokens, then the non-special added ones."""
         return tuple(self.all_special_tokens) + self._atomic
 
-    def for_text(self, *, atomic_tokens: Sequence[str] = (), spacing: str = "standard",
-                 clean_up: bool | None = None) -> "SentencePieceTokenizer":
+    def for_text(
+        self, *, atomic_tokens: Sequence[str] = (), spacing: str = "standard", clean_up: bool | None = None
+    ) -> SentencePieceTokenizer:
         """See `Tokenizer.for_text`. SentencePiece keeps the text's spacing itself (``spacing`` changes nothing)."""
         _check_spacing(spacing)
         added = {self._vocab[t]: t for t in self._vocab if self._vocab[t] >= self._sp.get_piece_size()}
         atomic = self._atomic + tuple(t for t in atomic_tokens if t not in self._special_set and t not in self._atomic)
-        return SentencePieceTokenizer(self._proto, dict(self.special_tokens),
-                                      self.clean_up_tokenization_spaces if clean_up is None else bool(clean_up),
-                                      {i: t for i, t in added.items() if t in self._special_set or t in self._atomic},
-                                      self._source, atomic)
+        return SentencePieceTokenizer(
+            self._proto,
+            dict(self.special_tokens),
+            self.clean_up_tokenization_spaces if clean_up is None else bool(clean_up),
+            {i: t for i, t in added.items() if t in self._special_set or t in self._atomic},
+            self._source,
+            atomic,
+        )
 
     def save(self, directory: str | os.PathLike) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / SPIECE).write_bytes(self._proto)
         added = {
-            str(self._vocab[t]): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
-                                  "single_word": False, "special": t in self._special_set}
+            str(self._vocab[t]): {
+                "content": t,
+                "lstrip": False,
+                "normalized": False,
+                "rstrip": False,
+                "single_word": False,
+                "special": t in self._special_set,
+            }
             for t in sorted(self._split_set, key=self._vocab.__getitem__)
         }
-        config = self._config_for_save("BertGenerationTokenizer",
-                                       {"added_tokens_decoder": added, "sp_model_kwargs": {}})
+        config = self._config_for_save(
+            "BertGenerationTokenizer", {"added_tokens_decoder": added, "sp_model_kwargs": {}}
+        )
         self._write_configs(directory, config)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -569,8 +641,9 @@ class FastTokenizer(Tokenizer):
         super().__init__(specials, clean_up_tokenization_spaces)
         model_type = type(tokenizer.model).__name__
         if model_type not in self._KINDS:
-            raise ValueError(f"{source}: unsupported tokenizers model type {model_type!r} "
-                             f"(expected one of {sorted(self._KINDS)})")
+            raise ValueError(
+                f"{source}: unsupported tokenizers model type {model_type!r} (expected one of {sorted(self._KINDS)})"
+            )
         self.kind = self._KINDS[model_type]
         self.family = family
         self._config = dict(config or {})
@@ -583,8 +656,13 @@ class FastTokenizer(Tokenizer):
         # a special token missing from the vocabulary is appended to it. Tokens a tokenizer.json already registers
         # keep their own flags (e.g. RoBERTa's lstrip <mask>).
         registered = {t.content for t in tokenizer.get_added_tokens_decoder().values() if t.special}
-        tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False, lstrip=t in lstrip)
-                                      for t in self.all_special_tokens if t not in registered])
+        tokenizer.add_special_tokens(
+            [
+                AddedToken(t, special=True, normalized=False, lstrip=t in lstrip)
+                for t in self.all_special_tokens
+                if t not in registered
+            ]
+        )
         self._tok = tokenizer
         self._vocab_size = len(tokenizer.get_vocab(with_added_tokens=True))
         self._max_id = max(tokenizer.get_vocab(with_added_tokens=True).values())
@@ -637,8 +715,9 @@ class FastTokenizer(Tokenizer):
     def atomic_tokens(self) -> tuple[str, ...]:
         return tuple(t.content for _, t in sorted(self._tok.get_added_tokens_decoder().items()))
 
-    def for_text(self, *, atomic_tokens: Sequence[str] = (), spacing: str = "standard",
-                 clean_up: bool | None = None) -> "FastTokenizer":
+    def for_text(
+        self, *, atomic_tokens: Sequence[str] = (), spacing: str = "standard", clean_up: bool | None = None
+    ) -> FastTokenizer:
         """See `Tokenizer.for_text`. WordPiece: ``spacing`` replaces the pre-tokenizer, and the ``tokenizer.json``
         decoder's own per-token clean-up is turned off in favour of one clean-up, HF's Python
         ``clean_up_tokenization``, applied when ``clean_up`` (for None: this tokenizer's effective clean-up, its
@@ -672,15 +751,33 @@ class FastTokenizer(Tokenizer):
             if token_id is None:
                 append.append(token)
                 continue
-            added.append({"id": token_id, "content": token, "single_word": False, "lstrip": lstrip, "rstrip": False,
-                          "normalized": False, "special": False})
+            added.append(
+                {
+                    "id": token_id,
+                    "content": token,
+                    "single_word": False,
+                    "lstrip": lstrip,
+                    "rstrip": False,
+                    "normalized": False,
+                    "special": False,
+                }
+            )
         backend = tokenizers.Tokenizer.from_str(json.dumps(state))
         if append:
-            backend.add_tokens([AddedToken(t, single_word=False, lstrip=lstrip, rstrip=False, normalized=False,
-                                           special=False) for t in append])
-        return FastTokenizer(backend, dict(self.special_tokens),
-                             effective_clean_up if clean_up is None else bool(clean_up), self.family,
-                             self._config, self._source)
+            backend.add_tokens(
+                [
+                    AddedToken(t, single_word=False, lstrip=lstrip, rstrip=False, normalized=False, special=False)
+                    for t in append
+                ]
+            )
+        return FastTokenizer(
+            backend,
+            dict(self.special_tokens),
+            effective_clean_up if clean_up is None else bool(clean_up),
+            self.family,
+            self._config,
+            self._source,
+        )
 
     def batch_decode(self, seqs: Any, skip_special_tokens: bool = True) -> list[str]:
         if hasattr(seqs, "tolist"):
@@ -695,12 +792,22 @@ class FastTokenizer(Tokenizer):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._tok.save(str(directory / TOKENIZER_JSON))
-        tokenizer_class = self._config.get("tokenizer_class") or self._CLASSES.get(self.family,
-                                                                                   "PreTrainedTokenizerFast")
+        tokenizer_class = self._config.get("tokenizer_class") or self._CLASSES.get(
+            self.family, "PreTrainedTokenizerFast"
+        )
         if not tokenizer_class.endswith("Fast"):
             tokenizer_class += "Fast"  # only tokenizer.json is written, which HF reads with the fast class
-        extra = {k: self._config[k] for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars",
-                                              "model_max_length", "add_prefix_space") if k in self._config}
+        extra = {
+            k: self._config[k]
+            for k in (
+                "do_lower_case",
+                "strip_accents",
+                "tokenize_chinese_chars",
+                "model_max_length",
+                "add_prefix_space",
+            )
+            if k in self._config
+        }
         self._write_configs(directory, self._config_for_save(tokenizer_class, extra))
 
 
@@ -725,28 +832,35 @@ def _bert_wordpiece(vocab_file: Path, config: dict[str, Any], specials: dict[str
     specials = {**BERT_SPECIALS, **specials}
     unk = specials.get("unk_token")
     if not vocab or unk not in vocab:
-        raise ValueError(f"{vocab_file}: not a WordPiece vocabulary (no unknown token {unk!r} among {len(vocab)} lines)")
+        raise ValueError(
+            f"{vocab_file}: not a WordPiece vocabulary (no unknown token {unk!r} among {len(vocab)} lines)"
+        )
     lower = bool(config.get("do_lower_case", True))
     tok = tokenizers.Tokenizer(WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100))
     tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),
-        strip_accents=config.get("strip_accents"), lowercase=lower,
+        clean_text=True,
+        handle_chinese_chars=bool(config.get("tokenize_chinese_chars", True)),
+        strip_accents=config.get("strip_accents"),
+        lowercase=lower,
     )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     cls, sep = specials["cls_token"], specials["sep_token"]
     if cls in vocab and sep in vocab:
         tok.post_processor = processors.TemplateProcessing(
-            single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            single=f"{cls}:0 $A:0 {sep}:0",
+            pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
             special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
         )
     config = {**config, "do_lower_case": lower}
-    return FastTokenizer(tok, specials, bool(config.get("clean_up_tokenization_spaces", True)), "bert", config,
-                         str(vocab_file))
+    return FastTokenizer(
+        tok, specials, bool(config.get("clean_up_tokenization_spaces", True)), "bert", config, str(vocab_file)
+    )
 
 
-def _byte_level_bpe(vocab_file: Path, merges_file: Path, config: dict[str, Any],
-                    specials: dict[str, str | None]) -> FastTokenizer:
+def _byte_level_bpe(
+    vocab_file: Path, merges_file: Path, config: dict[str, Any], specials: dict[str, str | None]
+) -> FastTokenizer:
     """GPT-2 / RoBERTa byte-level BPE as HF's GPT2Tokenizer / RobertaTokenizer build it."""
     vocab = _read_json(vocab_file)
     if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):
@@ -779,11 +893,13 @@ def _byte_level_bpe(vocab_file: Path, merges_file: Path, config: dict[str, Any],
         if bos not in vocab or eos not in vocab:
             raise ValueError(f"{vocab_file}: RoBERTa cls/sep tokens {bos!r}/{eos!r} are not in the vocabulary")
         tok.post_processor = processors.RobertaProcessing(
-            sep=(eos, vocab[eos]), cls=(bos, vocab[bos]), trim_offsets=True, add_prefix_space=add_prefix_space)
+            sep=(eos, vocab[eos]), cls=(bos, vocab[bos]), trim_offsets=True, add_prefix_space=add_prefix_space
+        )
     else:
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    return FastTokenizer(tok, specials, bool(config.get("clean_up_tokenization_spaces", False)), family, config,
-                         str(vocab_file))
+    return FastTokenizer(
+        tok, specials, bool(config.get("clean_up_tokenization_spaces", False)), family, config, str(vocab_file)
+    )
 
 
 def _from_tokenizer_json(path: Path, config: dict[str, Any], specials: dict[str, str | None]) -> FastTokenizer:
@@ -794,19 +910,22 @@ def _from_tokenizer_json(path: Path, config: dict[str, Any], specials: dict[str,
     state = json.loads(tok.to_str())
     normalizer = state.get("normalizer") or {}
     if normalizer.get("type") == "BertNormalizer" and any(
-            k in config for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars")):
+        k in config for k in ("do_lower_case", "strip_accents", "tokenize_chinese_chars")
+    ):
         # HF's BertTokenizerFast rebuilds the normalizer when tokenizer_config.json disagrees with it.
         normalizer["lowercase"] = bool(config.get("do_lower_case", normalizer.get("lowercase", True)))
         normalizer["strip_accents"] = config.get("strip_accents", normalizer.get("strip_accents"))
-        normalizer["handle_chinese_chars"] = bool(config.get("tokenize_chinese_chars",
-                                                             normalizer.get("handle_chinese_chars", True)))
+        normalizer["handle_chinese_chars"] = bool(
+            config.get("tokenize_chinese_chars", normalizer.get("handle_chinese_chars", True))
+        )
         tok = tokenizers.Tokenizer.from_str(json.dumps(state))
     vocab = tok.get_vocab(with_added_tokens=True)
     specials = {**_infer_specials(vocab), **specials}
     # HF reads tokenizer.json with a *Fast class, whose clean-up default is False in 4.57 (BertTokenizerFast
     # included; the WordPiece decoder already cleans up per token).
-    return FastTokenizer(tok, specials, bool(config.get("clean_up_tokenization_spaces", False)),
-                         "json", config, str(path))
+    return FastTokenizer(
+        tok, specials, bool(config.get("clean_up_tokenization_spaces", False)), "json", config, str(path)
+    )
 
 
 def _infer_specials(vocab: dict[str, int]) -> dict[str, str | None]:
@@ -827,13 +946,21 @@ def _sentencepiece_from(path: Path, config: dict[str, Any], specials: dict[str, 
     for key, entry in (config.get("added_tokens_decoder") or {}).items():
         content = _token_content(entry, path.parent / CONFIG_JSON, f"added_tokens_decoder[{key}]")
         if isinstance(entry, dict) and (entry.get("lstrip") or entry.get("rstrip") or entry.get("single_word")):
-            raise ValueError(f"{path.parent / CONFIG_JSON}: added token {content!r} uses lstrip/rstrip/single_word, "
-                             f"which BertGenerationTokenizer checkpoints do not and bertgen does not support")
+            raise ValueError(
+                f"{path.parent / CONFIG_JSON}: added token {content!r} uses lstrip/rstrip/single_word, "
+                f"which BertGenerationTokenizer checkpoints do not and bertgen does not support"
+            )
         if isinstance(entry, dict) and not entry.get("special", True):
             atomic.append(content)
         added[int(key)] = content
-    return SentencePieceTokenizer(proto, {**BERT_GENERATION_SPECIALS, **specials},
-                                  bool(config.get("clean_up_tokenization_spaces", False)), added, str(path), atomic)
+    return SentencePieceTokenizer(
+        proto,
+        {**BERT_GENERATION_SPECIALS, **specials},
+        bool(config.get("clean_up_tokenization_spaces", False)),
+        added,
+        str(path),
+        atomic,
+    )
 
 
 def _load_folder(folder: Path) -> Tokenizer:
@@ -868,7 +995,8 @@ def _load_file(path: Path) -> Tokenizer:
         return _bert_wordpiece(path, {}, {})
     raise TokenizerNotFoundError(
         f"cannot load a tokenizer from the single file {path}: pass a SentencePiece '*.model', a tokenizers "
-        f"'tokenizer.json' or a WordPiece 'vocab.txt' (byte-level BPE needs the folder with {VOCAB_JSON} + {MERGES_TXT})"
+        f"'tokenizer.json' or a WordPiece 'vocab.txt' "
+        f"(byte-level BPE needs the folder with {VOCAB_JSON} + {MERGES_TXT})"
     )
 
 
@@ -900,7 +1028,8 @@ def train_sentencepiece(
 
     Used for random-init models and the paper's Table 6 ablation (16k BPE SentencePieces on DiscoFuse;
     Rothe et al. 2020 §5). Layout: ``<pad>``=0, ``</s>``=1, ``<s>``=2 (as the BBC BertGeneration config,
-    `tokenization_bert_generation.py`), ``<unk>``=3, and ``<::::>``=4 as a user-defined symbol, so no token is appended and
+    `tokenization_bert_generation.py`), ``<unk>``=3, and ``<::::>``=4 as a user-defined symbol, so no token is
+    appended and
     ``vocab_size`` is exactly the requested size. Training happens in memory (no files in the working directory);
     with ``output_dir`` the tokenizer is also saved there.
 
@@ -940,8 +1069,14 @@ def train_sentencepiece(
             model_writer=writer,
             vocab_size=vocab_size,
             model_type=model_type,
-            pad_id=0, eos_id=1, bos_id=2, unk_id=3,
-            pad_piece="<pad>", eos_piece="</s>", bos_piece="<s>", unk_piece="<unk>",
+            pad_id=0,
+            eos_id=1,
+            bos_id=2,
+            unk_id=3,
+            pad_piece="<pad>",
+            eos_piece="</s>",
+            bos_piece="<s>",
+            unk_piece="<unk>",
             user_defined_symbols=["<::::>"],
             character_coverage=character_coverage,
             max_sentence_length=max_sentence_length,

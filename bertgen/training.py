@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bertgen.errors import ConfigError
 
@@ -41,8 +42,9 @@ def load_tokenizers(model: Mapping[str, Any], task: Mapping[str, Any], run_dir: 
             return None
         if isinstance(spec, Mapping) and "train_sentencepiece" in spec:
             if not task.get("synthetic"):
-                raise ConfigError("model.tokenizer.train_sentencepiece is supported for the synthetic quickstart "
-                                  "corpus only")
+                raise ConfigError(
+                    "model.tokenizer.train_sentencepiece is supported for the synthetic quickstart corpus only"
+                )
             from bertgen.data.synthetic import synthetic_texts
 
             opts = dict(spec["train_sentencepiece"])
@@ -67,8 +69,17 @@ def model_spec(model: Mapping[str, Any], src_tok, tgt_tok, special: Mapping[str,
             value.setdefault("pad_token_id", special["pad_token_id"] if side == "decoder" else (tok.pad_token_id or 0))
             value.setdefault("bos_token_id", tok.bos_token_id)
             value.setdefault("eos_token_id", tok.eos_token_id)
-    keys = ("kind", "encoder", "decoder", "pretrained", "tie_encoder_decoder", "share_embeddings", "overrides",
-            "encoder_vocab_size", "decoder_vocab_size")
+    keys = (
+        "kind",
+        "encoder",
+        "decoder",
+        "pretrained",
+        "tie_encoder_decoder",
+        "share_embeddings",
+        "overrides",
+        "encoder_vocab_size",
+        "decoder_vocab_size",
+    )
     return {k: spec.get(k) for k in keys}
 
 
@@ -111,12 +122,16 @@ def trainer_arguments(trainer: Mapping[str, Any]) -> dict[str, Any]:
     args = dict(trainer)
     unknown = sorted(set(args) - known)
     if unknown:
-        raise ConfigError(f"trainer: {', '.join(unknown)} {'is not a' if len(unknown) == 1 else 'are not'} "
-                          f"lightning.Trainer argument{'s' if len(unknown) > 1 else ''}")
+        raise ConfigError(
+            f"trainer: {', '.join(unknown)} {'is not a' if len(unknown) == 1 else 'are not'} "
+            f"lightning.Trainer argument{'s' if len(unknown) > 1 else ''}"
+        )
     owned = sorted(set(args) & set(TRAINER_ARGS_SET_BY_RUN) - {"accumulate_grad_batches"})
     if owned:
-        raise ConfigError(f"trainer: {', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by the run itself "
-                          "(callbacks/logger config groups, the run dir, deterministic=)")
+        raise ConfigError(
+            f"trainer: {', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by the run itself "
+            "(callbacks/logger config groups, the run dir, deterministic=)"
+        )
     return args
 
 
@@ -144,8 +159,17 @@ def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
 
 
 # ---- start-up validation: every error names its key, before any data or model work ---------------------------------
-def _check(key: str, value: Any, kind: type | tuple[type, ...], *, low: float | None = None, high: float | None = None,
-           low_open: bool = False, high_open: bool = False, optional: bool = False) -> None:
+def _check(
+    key: str,
+    value: Any,
+    kind: type | tuple[type, ...],
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> None:
     if value is None:
         if optional:
             return
@@ -172,8 +196,14 @@ def validate_config(c: Mapping[str, Any]) -> None:
     _check("num_workers", c.get("num_workers"), int, low=0)
     _check("num_threads", c.get("num_threads"), int, low=1, optional=True)
     _check("label_smoothing", c.get("label_smoothing"), num, low=0, high=1, high_open=True)
-    for key in ("deterministic", "gradient_checkpointing", "compile", "export_model", "test_after_training",
-                "skip_invalid"):
+    for key in (
+        "deterministic",
+        "gradient_checkpointing",
+        "compile",
+        "export_model",
+        "test_after_training",
+        "skip_invalid",
+    ):
         _check(key, c.get(key), bool)
     task, optim, trainer = c["task"], c["optim"], c["trainer"]
     _check("task.train_fraction", task.get("train_fraction"), num, low=0, low_open=True, high=1)

@@ -9,25 +9,57 @@ SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, interme
 
 
 def bert_config(vocab=99, **kw):
-    return tf.BertConfig(vocab_size=vocab, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                         attention_probs_dropout_prob=0.0, **{**SMALL, **kw})
+    return tf.BertConfig(
+        vocab_size=vocab,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **{**SMALL, **kw},
+    )
 
 
 def roberta_config(vocab=99, **kw):
-    return tf.RobertaConfig(vocab_size=vocab, max_position_embeddings=66, type_vocab_size=1, layer_norm_eps=1e-5,
-                            pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_dropout_prob=0.0,
-                            attention_probs_dropout_prob=0.0, **{**SMALL, **kw})
+    return tf.RobertaConfig(
+        vocab_size=vocab,
+        max_position_embeddings=66,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **{**SMALL, **kw},
+    )
 
 
 def bertgen_config(vocab=99, **kw):
-    return tf.BertGenerationConfig(vocab_size=vocab, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                                   attention_probs_dropout_prob=0.0, pad_token_id=0, bos_token_id=2, eos_token_id=1,
-                                   **{**SMALL, **kw})
+    return tf.BertGenerationConfig(
+        vocab_size=vocab,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=1,
+        **{**SMALL, **kw},
+    )
 
 
 def gpt2_config(vocab=99, **kw):
-    return tf.GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=2, n_head=4, resid_pdrop=0.0,
-                         embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=98, eos_token_id=98, **kw)
+    return tf.GPT2Config(
+        vocab_size=vocab,
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=98,
+        eos_token_id=98,
+        **kw,
+    )
 
 
 CONFIGS = {"bert": bert_config, "roberta": roberta_config, "bert-generation": bertgen_config, "gpt2": gpt2_config}
@@ -52,7 +84,7 @@ def _eager(cfg):
     return cfg
 
 
-def hf_encoder_decoder(name: str, seed: int = 0) -> "tf.EncoderDecoderModel":
+def hf_encoder_decoder(name: str, seed: int = 0) -> tf.EncoderDecoderModel:
     enc, dec, tie = PAIRS[name]
     torch.manual_seed(seed)
     cfg = tf.EncoderDecoderConfig.from_encoder_decoder_configs(_eager(CONFIGS[enc]()), _eager(CONFIGS[dec]()))
@@ -68,7 +100,7 @@ def hf_encoder_decoder(name: str, seed: int = 0) -> "tf.EncoderDecoderModel":
     return model
 
 
-def hf_gpt2_lm(seed: int = 0) -> "tf.GPT2LMHeadModel":
+def hf_gpt2_lm(seed: int = 0) -> tf.GPT2LMHeadModel:
     torch.manual_seed(seed)
     model = tf.GPT2LMHeadModel(_eager(gpt2_config())).eval()
     with torch.no_grad():

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from bertgen.data import DATAMODULES
 from bertgen.metrics import TASK_METRICS
 from bertgen.training import TRAINER_ARGS_SET_BY_RUN, trainer_arguments, validate_config
+
 from conftest import REPO
 
 CONF = REPO / "conf"
@@ -33,8 +34,11 @@ def compose_train(overrides: list[str], hydra_config: bool = False):
 
 def resolved(cfg) -> dict:
     """Everything but the hydra node, resolved (the loggers' `${hydra:...}` need a running app: left as they are)."""
-    return {k: OmegaConf.to_container(v, resolve=k != "logger") if OmegaConf.is_config(v) else v
-            for k, v in cfg.items() if k != "hydra"}
+    return {
+        k: OmegaConf.to_container(v, resolve=k != "logger") if OmegaConf.is_config(v) else v
+        for k, v in cfg.items()
+        if k != "hydra"
+    }
 
 
 GROUPS = ["task", "model", "optim", "trainer", "logger", "callbacks", "debug", "experiment"]

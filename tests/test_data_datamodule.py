@@ -10,17 +10,21 @@ import torch
 
 import bertgen.data.cache as cache_mod
 from bertgen.data import LABEL_PAD, DiscoFuseDataModule, FilesDataModule, WikiSplitDataModule
+
 from conftest import MINILM, SHARED
 
 WIKI = SHARED / "data" / "wikisplit"
 
 
-
-
 @pytest.fixture(scope="module")
 def wiki_val(wordpiece, tmp_path_factory):
-    dm = WikiSplitDataModule(wordpiece, data_files={"validation": WIKI / "validation.tsv"},
-                             cache_dir=tmp_path_factory.mktemp("c"), max_tokens=2048, pad_to_multiple_of=8)
+    dm = WikiSplitDataModule(
+        wordpiece,
+        data_files={"validation": WIKI / "validation.tsv"},
+        cache_dir=tmp_path_factory.mktemp("c"),
+        max_tokens=2048,
+        pad_to_multiple_of=8,
+    )
     dm.setup("validate")
     return dm
 
@@ -43,13 +47,20 @@ def test_batch_format(wiki_val, wordpiece):
         i = int(b["index"][row])
         src = b["input_ids"][row][b["attention_mask"][row] == 1].tolist()
         tgt = b["labels"][row][b["labels"][row] != LABEL_PAD].tolist()
-        assert src == [wordpiece.cls_token_id] + wiki_val.tokenizers[0].encode(wiki_val.source_text("validation", i)) + [wordpiece.sep_token_id]
+        assert src == [wordpiece.cls_token_id] + wiki_val.tokenizers[0].encode(
+            wiki_val.source_text("validation", i)
+        ) + [wordpiece.sep_token_id]
         assert tgt == wiki_val.tokenizers[1].encode(wiki_val.target_text("validation", i)) + [wordpiece.sep_token_id]
 
 
 def test_source_and_target_tokenizers_may_differ(wordpiece, spiece, tmp_path):
-    dm = DiscoFuseDataModule(wordpiece, target_tokenizer=spiece, cache_dir=tmp_path, batch_size=4,
-                             data_files={"train": SHARED / "data/discofuse/discofuse_examples.tsv"})
+    dm = DiscoFuseDataModule(
+        wordpiece,
+        target_tokenizer=spiece,
+        cache_dir=tmp_path,
+        batch_size=4,
+        data_files={"train": SHARED / "data/discofuse/discofuse_examples.tsv"},
+    )
     dm.setup(None)
     ds = dm.datasets["train"]
     assert ds.split.ids("target", 0).tolist() == spiece.encode(ds.target(0)) + [spiece.eos_token_id]
@@ -71,21 +82,30 @@ def test_cache_reuse_and_invalidation(wordpiece, spiece, tmp_path, monkeypatch):
     assert second.datasets["validation"].split.folder == first.datasets["validation"].split.folder
     assert second.data_stats == first.data_stats
     # anything that changes the ids must miss the cache: options, tokenizer, input bytes
-    for changed in (WikiSplitDataModule(wordpiece, task_options={"max_target_length": 64}, **kw),
-                    WikiSplitDataModule(spiece, **kw)):
+    for changed in (
+        WikiSplitDataModule(wordpiece, task_options={"max_target_length": 64}, **kw),
+        WikiSplitDataModule(spiece, **kw),
+    ):
         with pytest.raises(AssertionError, match="tokenised again"):
             changed.setup("validate")
     copy = tmp_path / "validation.tsv"
     copy.write_bytes((WIKI / "validation.tsv").read_bytes().replace(b" .\n", b" !\n", 1))
     with pytest.raises(AssertionError, match="tokenised again"):
-        WikiSplitDataModule(wordpiece, data_files={"validation": copy}, cache_dir=tmp_path, batch_size=8).setup("validate")
+        WikiSplitDataModule(wordpiece, data_files={"validation": copy}, cache_dir=tmp_path, batch_size=8).setup(
+            "validate"
+        )
 
 
 def test_parallel_tokenisation_gives_identical_cache(wordpiece, tmp_path):
     out = {}
     for n in (1, 2):
-        dm = WikiSplitDataModule(wordpiece, data_files={"validation": WIKI / "validation.tsv"},
-                                 cache_dir=tmp_path / str(n), batch_size=8, num_proc=n)
+        dm = WikiSplitDataModule(
+            wordpiece,
+            data_files={"validation": WIKI / "validation.tsv"},
+            cache_dir=tmp_path / str(n),
+            batch_size=8,
+            num_proc=n,
+        )
         dm.setup("validate")
         folder = dm.datasets["validation"].split.folder
         assert json.loads((folder / "meta.json").read_text())["num_proc"] == n
@@ -151,11 +171,22 @@ def _fit(dm, ckpt_dir=None, resume=None, max_epochs=2):
     model = _Recorder()
     callbacks = []
     if ckpt_dir is not None:
-        callbacks.append(L.pytorch.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="{step}", every_n_train_steps=1,
-                                                             save_top_k=-1))
-    trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, callbacks=callbacks,
-                        enable_checkpointing=ckpt_dir is not None)
+        callbacks.append(
+            L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=ckpt_dir, filename="{step}", every_n_train_steps=1, save_top_k=-1
+            )
+        )
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=callbacks,
+        enable_checkpointing=ckpt_dir is not None,
+    )
     trainer.fit(model, datamodule=dm, ckpt_path=resume)
     return model.seen
 
@@ -166,9 +197,16 @@ def test_lightning_mid_epoch_resume_sees_exactly_the_unseen_batches(wordpiece, t
     (tmp_path / "d.jsonl").write_text(rows)
 
     def dm():
-        return FilesDataModule.from_files(wordpiece, data_files={"train": tmp_path / "d.jsonl", "validation": tmp_path / "d.jsonl"},
-                                          source_column="s", target_column="t", cache_dir=tmp_path / "c", batch_size=4,
-                                          seed=11, num_workers=num_workers)
+        return FilesDataModule.from_files(
+            wordpiece,
+            data_files={"train": tmp_path / "d.jsonl", "validation": tmp_path / "d.jsonl"},
+            source_column="s",
+            target_column="t",
+            cache_dir=tmp_path / "c",
+            batch_size=4,
+            seed=11,
+            num_workers=num_workers,
+        )
 
     full = _fit(dm())
     n = len(full) // 2
@@ -183,7 +221,9 @@ def test_lightning_mid_epoch_resume_sees_exactly_the_unseen_batches(wordpiece, t
 def test_tokenizer_by_path_unknown_options_and_pickling(tmp_path):
     import pickle
 
-    dm = WikiSplitDataModule(str(MINILM), data_files={"validation": WIKI / "validation.tsv"}, cache_dir=tmp_path, batch_size=8)
+    dm = WikiSplitDataModule(
+        str(MINILM), data_files={"validation": WIKI / "validation.tsv"}, cache_dir=tmp_path, batch_size=8
+    )
     dm.setup("validate")
     ds = dm.datasets["validation"]
     clone = pickle.loads(pickle.dumps(ds))  # what a "spawn" DataLoader worker receives
@@ -199,7 +239,10 @@ def test_hub_code_path_through_datasets(wordpiece, tmp_path):
     """The `datasets` path (used for hub ids) on a local folder, which `load_dataset` reads offline too."""
     hub = tmp_path / "xsum_like"
     hub.mkdir()
-    rows = [{"document": f"Document number {i} .\nSecond line .", "summary": f"Summary {i} .", "id": str(i)} for i in range(5)]
+    rows = [
+        {"document": f"Document number {i} .\nSecond line .", "summary": f"Summary {i} .", "id": str(i)}
+        for i in range(5)
+    ]
     (hub / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     from bertgen.data import XSumDataModule
 
@@ -210,10 +253,20 @@ def test_hub_code_path_through_datasets(wordpiece, tmp_path):
 
 
 def test_lightning_predict_covers_the_test_split(wiki_val, tmp_path):
-    dm = WikiSplitDataModule(wiki_val.tokenizers[0], data_files={"test": WIKI / "validation.tsv"},
-                             cache_dir=wiki_val.cache_dir, batch_size=64)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=tmp_path)
+    dm = WikiSplitDataModule(
+        wiki_val.tokenizers[0],
+        data_files={"test": WIKI / "validation.tsv"},
+        cache_dir=wiki_val.cache_dir,
+        batch_size=64,
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     out = trainer.predict(_Recorder(), datamodule=dm)
     assert sorted(torch.cat(out).tolist()) == list(range(5000))
 
@@ -234,11 +287,26 @@ class _RankRecorder(_Recorder):
 def test_lightning_ddp_two_ranks_disjoint_and_covering(wordpiece, tmp_path):
     rows = "".join(f'{{"s": "source {i} {"x " * (i % 7)}", "t": "target {i}"}}\n' for i in range(51))
     (tmp_path / "d.jsonl").write_text(rows)
-    dm = FilesDataModule.from_files(wordpiece, data_files={"train": tmp_path / "d.jsonl", "validation": tmp_path / "d.jsonl"},
-                                    source_column="s", target_column="t", cache_dir=tmp_path / "c", batch_size=4)
+    dm = FilesDataModule.from_files(
+        wordpiece,
+        data_files={"train": tmp_path / "d.jsonl", "validation": tmp_path / "d.jsonl"},
+        source_column="s",
+        target_column="t",
+        cache_dir=tmp_path / "c",
+        batch_size=4,
+    )
     dm.prepare_data()
-    kw = dict(max_epochs=2, accelerator="cpu", devices=2, strategy="ddp_spawn", logger=False, enable_progress_bar=False,
-              enable_model_summary=False, limit_val_batches=0, enable_checkpointing=False)
+    kw = dict(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+    )
     with pytest.raises(Exception, match="use_distributed_sampler=False"):
         L.Trainer(**kw).fit(_RankRecorder(tmp_path), datamodule=dm)
     L.Trainer(use_distributed_sampler=False, **kw).fit(_RankRecorder(tmp_path), datamodule=dm)

@@ -18,8 +18,15 @@ def _flat(batches) -> list[int]:
     return [i for b in batches for i in b]
 
 
-@pytest.mark.parametrize("kw", [{"max_tokens": 1024}, {"batch_size": 16}, {"max_tokens": 2048, "batch_size": 8},
-                                {"max_tokens": 1024, "pad_to_multiple_of": 8}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"max_tokens": 1024},
+        {"batch_size": 16},
+        {"max_tokens": 2048, "batch_size": 8},
+        {"max_tokens": 1024, "pad_to_multiple_of": 8},
+    ],
+)
 def test_every_example_once_within_budget(kw):
     lengths = _lengths()
     s = LengthBucketBatchSampler(lengths, **kw)
@@ -37,7 +44,10 @@ def test_every_example_once_within_budget(kw):
 
 def test_deterministic_per_seed_and_epoch():
     lengths = _lengths()
-    a, b = LengthBucketBatchSampler(lengths, max_tokens=1024, seed=3), LengthBucketBatchSampler(lengths, max_tokens=1024, seed=3)
+    a, b = (
+        LengthBucketBatchSampler(lengths, max_tokens=1024, seed=3),
+        LengthBucketBatchSampler(lengths, max_tokens=1024, seed=3),
+    )
     assert list(a) == list(b)
     first = list(a)
     a.set_epoch(1)

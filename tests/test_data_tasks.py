@@ -9,16 +9,24 @@ import unicodedata
 
 import pytest
 
-from bertgen.data import (CNNDailyMailDataModule, DataFormatError, DatasetUnavailableError, DiscoFuseDataModule,
-                          FilesDataModule, GigawordDataModule, WikiSplitDataModule, WMT14DeEnDataModule,
-                          WMT14EnDeDataModule, XSumDataModule)
+from bertgen.data import (
+    CNNDailyMailDataModule,
+    DataFormatError,
+    DatasetUnavailableError,
+    DiscoFuseDataModule,
+    FilesDataModule,
+    GigawordDataModule,
+    WikiSplitDataModule,
+    WMT14DeEnDataModule,
+    WMT14EnDeDataModule,
+    XSumDataModule,
+)
 from bertgen.data.errors import InvalidRows
 from bertgen.data.tasks import TASKS
+
 from conftest import SHARED
 
 DATA = SHARED / "data"
-
-
 
 
 @pytest.fixture(scope="module")
@@ -28,22 +36,53 @@ def cache(tmp_path_factory):
 
 # (DataModule, source kwargs, expected rows per split) -- counts are the files' row counts (shared/data/README.md)
 REAL = {
-    "wikisplit": (WikiSplitDataModule, {"data_dir": DATA / "wikisplit"}, {"validation": 5000, "test": 5000, "tune": 5000}),
-    "discofuse": (DiscoFuseDataModule, {"data_files": {"train": DATA / "discofuse/discofuse_examples.tsv"}}, {"train": 4}),
-    "cnn_dailymail": (CNNDailyMailDataModule, {"data_files": {"train": DATA / "cnn_dailymail/train_sample_100.csv"}},
-                      {"train": 100}),
-    "xsum": (XSumDataModule, {"data_files": {"test": DATA / "xsum/xsum_test_321.jsonl",
-                                             "validation": DATA / "xsum/hf_transformers_xsum_sample.jsonl",
-                                             "train": DATA / "xsum/10000983.summary"}},
-             {"test": 321, "validation": 10, "train": 1}),
-    "gigaword": (GigawordDataModule, {"data_files": {"train": DATA / "gigaword/text2text_gigaword_21.txt"}}, {"train": 21}),
-    "wmt14_en_de": (WMT14EnDeDataModule, {"data_dir": DATA / "wmt14_en_de"}, {"train": 10000, "validation": 3000, "test": 2737}),
-    "wmt14_de_en": (WMT14DeEnDataModule, {"data_dir": DATA / "wmt14_en_de"}, {"train": 10000, "validation": 3000, "test": 2737}),
+    "wikisplit": (
+        WikiSplitDataModule,
+        {"data_dir": DATA / "wikisplit"},
+        {"validation": 5000, "test": 5000, "tune": 5000},
+    ),
+    "discofuse": (
+        DiscoFuseDataModule,
+        {"data_files": {"train": DATA / "discofuse/discofuse_examples.tsv"}},
+        {"train": 4},
+    ),
+    "cnn_dailymail": (
+        CNNDailyMailDataModule,
+        {"data_files": {"train": DATA / "cnn_dailymail/train_sample_100.csv"}},
+        {"train": 100},
+    ),
+    "xsum": (
+        XSumDataModule,
+        {
+            "data_files": {
+                "test": DATA / "xsum/xsum_test_321.jsonl",
+                "validation": DATA / "xsum/hf_transformers_xsum_sample.jsonl",
+                "train": DATA / "xsum/10000983.summary",
+            }
+        },
+        {"test": 321, "validation": 10, "train": 1},
+    ),
+    "gigaword": (
+        GigawordDataModule,
+        {"data_files": {"train": DATA / "gigaword/text2text_gigaword_21.txt"}},
+        {"train": 21},
+    ),
+    "wmt14_en_de": (
+        WMT14EnDeDataModule,
+        {"data_dir": DATA / "wmt14_en_de"},
+        {"train": 10000, "validation": 3000, "test": 2737},
+    ),
+    "wmt14_de_en": (
+        WMT14DeEnDataModule,
+        {"data_dir": DATA / "wmt14_en_de"},
+        {"train": 10000, "validation": 3000, "test": 2737},
+    ),
 }
 
 
 def _normalise(text: str, uncased: bool) -> str:
-    """What survives a tokenizer round trip: no whitespace, no control or format chars; uncased WordPiece also drops case/accents."""
+    """What survives a tokenizer round trip: no whitespace, no control or format chars; uncased WordPiece also
+    drops case/accents."""
     text = unicodedata.normalize("NFKD" if uncased else "NFKC", text)
     dropped = ("Mn", "Cc", "Cf") if uncased else ("Cc", "Cf")  # BERT's cleaning + accent stripping
     text = "".join(c for c in text if unicodedata.category(c) not in dropped and c != "\ufffd")
@@ -90,7 +129,9 @@ def test_round_trip_sentencepiece(name, spiece, cache):
             assert ids[-1] == spiece.eos_token_id == 2
             if len(ids) == dm.task.max_target_length or spiece.unk_token_id in ids:
                 continue
-            assert _normalise(spiece.decode(ids[:-1], skip_special_tokens=False), False) == _normalise(ds.target(i), False)
+            assert _normalise(spiece.decode(ids[:-1], skip_special_tokens=False), False) == _normalise(
+                ds.target(i), False
+            )
             checked += 1
     assert checked > 0
 
@@ -99,8 +140,14 @@ def test_discofuse_source_target_and_quote_convention(wordpiece, cache, tmp_path
     dm = _build("discofuse", wordpiece, cache)
     ds = dm.datasets["train"]
     # row 2 of the file: coherent_second is empty -> target is coherent_first alone
-    assert ds.source(1) == "Melvyn Douglas originally was signed to play Sam Bailey . The role ultimately went to Walter Pidgeon ."
-    assert ds.target(1) == "Melvyn Douglas originally was signed to play Sam Bailey , but the role ultimately went to Walter Pidgeon ."
+    assert (
+        ds.source(1)
+        == "Melvyn Douglas originally was signed to play Sam Bailey . The role ultimately went to Walter Pidgeon ."
+    )
+    assert (
+        ds.target(1)
+        == "Melvyn Douglas originally was signed to play Sam Bailey , but the role ultimately went to Walter Pidgeon ."
+    )
     assert ds.target(0).startswith("Four LPr") and "Finally , an HP Netserver" in ds.target(0)
     assert dm.task.source_replacements == {'"': "`"}
     # the option changes the tokenised source (the default replaces ", overriding it keeps ")
@@ -126,8 +173,13 @@ def test_wikisplit_conventions(wordpiece, spiece, cache):
         assert " <::::> " in ds.target(0)
         src = ds.split.ids("source", 0).tolist()
         assert src[0] == bos and src[-1] == eos
-    dm = WikiSplitDataModule(spiece, data_dir=DATA / "wikisplit", cache_dir=cache, batch_size=4,
-                             task_options={"add_source_bos": False, "add_source_eos": False})
+    dm = WikiSplitDataModule(
+        spiece,
+        data_dir=DATA / "wikisplit",
+        cache_dir=cache,
+        batch_size=4,
+        task_options={"add_source_bos": False, "add_source_eos": False},
+    )
     dm.setup("validate")
     assert dm.datasets["validation"].split.ids("source", 0).tolist() == spiece.encode(dm.source_text("validation", 0))
 
@@ -162,12 +214,14 @@ def test_cnndm_highlights_keep_newlines(wordpiece, cache):
 
 def test_xsum_summary_release_format(wordpiece, cache, tmp_path):
     ds = _build("xsum", wordpiece, cache).datasets["train"]
-    assert ds.target(0).startswith("It's being called \"evil\"")
+    assert ds.target(0).startswith('It\'s being called "evil"')
     assert ds.source(0).startswith("Well, it's how the idea of Britain's NHS")
     # the release layout: bbc-summary-data/ + split json
     (tmp_path / "bbc-summary-data").mkdir()
     shutil.copy(DATA / "xsum/10000983.summary", tmp_path / "bbc-summary-data")
-    (tmp_path / "XSum-TRAINING-DEV-TEST-SPLIT-90-5-5.json").write_text('{"train": [], "validation": [], "test": ["10000983"]}')
+    (tmp_path / "XSum-TRAINING-DEV-TEST-SPLIT-90-5-5.json").write_text(
+        '{"train": [], "validation": [], "test": ["10000983"]}'
+    )
     dm = XSumDataModule(wordpiece, data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=2)
     dm.setup("test")
     assert dm.target_text("test", 0) == ds.target(0)
@@ -187,8 +241,15 @@ def test_wmt_directions_and_moses_unescape(wordpiece, cache):
 
 def test_task_defaults_follow_the_paper():
     lengths = {n: (t().max_source_length, t().max_target_length) for n, t in TASKS.items() if n != "files"}
-    assert lengths == {"discofuse": (128, 128), "wikisplit": (128, 128), "gigaword": (128, 32),
-                       "cnn_dailymail": (512, 128), "xsum": (512, 64), "wmt14_en_de": (128, 128), "wmt14_de_en": (128, 128)}
+    assert lengths == {
+        "discofuse": (128, 128),
+        "wikisplit": (128, 128),
+        "gigaword": (128, 32),
+        "cnn_dailymail": (512, 128),
+        "xsum": (512, 64),
+        "wmt14_en_de": (128, 128),
+        "wmt14_de_en": (128, 128),
+    }
     assert TASKS["gigaword"]().lowercase and not TASKS["cnn_dailymail"]().lowercase
     assert TASKS["discofuse"]().hub_config == "discofuse-wikipedia" and TASKS["cnn_dailymail"]().hub_config == "3.0.0"
 
@@ -201,8 +262,12 @@ def test_hub_rows_are_built_like_local_rows():
     t = TASKS["wmt14_de_en"]()
     assert t.hub_example({"translation": {"de": "Hallo", "en": "Hello"}}) == ("Hallo", "Hello")
     d = TASKS["discofuse"]()
-    row = dict(coherent_first_sentence="A , but B .", coherent_second_sentence="", incoherent_first_sentence="A .",
-               incoherent_second_sentence="B .")
+    row = dict(
+        coherent_first_sentence="A , but B .",
+        coherent_second_sentence="",
+        incoherent_first_sentence="A .",
+        incoherent_second_sentence="B .",
+    )
     assert d.hub_example(row) == ("A . B .", "A , but B .")
     with pytest.raises(DataFormatError, match=r"hub\[train\] row 1: empty target"):
         list(w.read_hub_rows(iter([{**rows[0], "simple_sentence_1": "", "simple_sentence_2": " "}]), "hub[train]", inv))
@@ -216,10 +281,20 @@ BAD_CASES = {
     "wrong_column_count": (WikiSplitDataModule, "validation.tsv", WIKI_OK + "only one column\n" + WIKI_OK, 2),
     "empty_source": (WikiSplitDataModule, "validation.tsv", WIKI_OK + " \tA . <::::> B .\n" + WIKI_OK, 2),
     "empty_target": (WikiSplitDataModule, "validation.tsv", WIKI_OK + WIKI_OK + "C and D .\t\n", 3),
-    "invalid_utf8": (WikiSplitDataModule, "validation.tsv", WIKI_OK.encode() + b"caf\xe9 .\tx .\n" + WIKI_OK.encode(), 2),
+    "invalid_utf8": (
+        WikiSplitDataModule,
+        "validation.tsv",
+        WIKI_OK.encode() + b"caf\xe9 .\tx .\n" + WIKI_OK.encode(),
+        2,
+    ),
     "invalid_json": (XSumDataModule, "validation.jsonl", '{"document": "d", "summary": "s"}\n{"document": \n', 2),
     "missing_field": (XSumDataModule, "validation.jsonl", '{"document": "d", "summary": "s"}\n{"document": "d"}\n', 2),
-    "malformed_key_value": (GigawordDataModule, "validation.txt", 'target="<s> t . </s>"\tsource="<s> s . </s>"\nnot a kv line\n', 2),
+    "malformed_key_value": (
+        GigawordDataModule,
+        "validation.txt",
+        'target="<s> t . </s>"\tsource="<s> s . </s>"\nnot a kv line\n',
+        2,
+    ),
 }
 
 
@@ -259,18 +334,27 @@ def test_structural_errors_always_raise(wordpiece, tmp_path):
     # misaligned parallel files
     (tmp_path / "train.en").write_text("a\nb\nc\n")
     (tmp_path / "train.de").write_text("x\ny\n")
-    dm = WMT14EnDeDataModule(wordpiece, data_files={"train": [tmp_path / "train.en", tmp_path / "train.de"]},
-                             cache_dir=tmp_path / "c", batch_size=2, skip_invalid=True)
+    dm = WMT14EnDeDataModule(
+        wordpiece,
+        data_files={"train": [tmp_path / "train.en", tmp_path / "train.de"]},
+        cache_dir=tmp_path / "c",
+        batch_size=2,
+        skip_invalid=True,
+    )
     with pytest.raises(DataFormatError, match=r"train\.en:3: line-aligned files differ in length"):
         dm.setup("fit")
     # a DiscoFuse file without its header
     (tmp_path / "d.tsv").write_text("\t".join(["a"] * 8) + "\n")
-    dm = DiscoFuseDataModule(wordpiece, data_files={"train": tmp_path / "d.tsv"}, cache_dir=tmp_path / "c", batch_size=2)
+    dm = DiscoFuseDataModule(
+        wordpiece, data_files={"train": tmp_path / "d.tsv"}, cache_dir=tmp_path / "c", batch_size=2
+    )
     with pytest.raises(DataFormatError, match=r"d\.tsv:1: expected the header"):
         dm.setup(None)
     # a CSV record with a wrong field count
     (tmp_path / "t.csv").write_text('id,article,highlights\n1,"an article","a highlight"\n2,"x"\n')
-    dm = CNNDailyMailDataModule(wordpiece, data_files={"train": tmp_path / "t.csv"}, cache_dir=tmp_path / "c", batch_size=2)
+    dm = CNNDailyMailDataModule(
+        wordpiece, data_files={"train": tmp_path / "t.csv"}, cache_dir=tmp_path / "c", batch_size=2
+    )
     with pytest.raises(DataFormatError, match=r"t\.csv:3: wrong column count"):
         dm.setup(None)
 
@@ -285,19 +369,41 @@ def test_from_files_formats(wordpiece, tmp_path):
     (tmp_path / "d.jsonl").write_text("".join(f'{{"src": "{s}", "tgt": "{t}", "x": 1}}\n' for s, t in rows))
     pq.write_table(pa.table({"src": [s for s, _ in rows], "tgt": [t for _, t in rows]}), tmp_path / "d.parquet")
     for ext in ("tsv", "csv", "jsonl", "parquet"):
-        dm = FilesDataModule.from_files(wordpiece, data_files={"train": tmp_path / f"d.{ext}"}, source_column="src",
-                                        target_column="tgt", cache_dir=tmp_path / "c", batch_size=2)
+        dm = FilesDataModule.from_files(
+            wordpiece,
+            data_files={"train": tmp_path / f"d.{ext}"},
+            source_column="src",
+            target_column="tgt",
+            cache_dir=tmp_path / "c",
+            batch_size=2,
+        )
         dm.setup(None)
         ds = dm.datasets["train"]
         assert [(ds.source(i), ds.target(i)) for i in range(len(ds))] == rows, ext
     with pytest.raises(DataFormatError, match=r"d\.csv:1: CSV header .* lacks column\(s\) \['nope'\]"):
-        FilesDataModule.from_files(wordpiece, data_files={"train": tmp_path / "d.csv"}, source_column="nope",
-                                   target_column="tgt", cache_dir=tmp_path / "c", batch_size=2).setup(None)
+        FilesDataModule.from_files(
+            wordpiece,
+            data_files={"train": tmp_path / "d.csv"},
+            source_column="nope",
+            target_column="tgt",
+            cache_dir=tmp_path / "c",
+            batch_size=2,
+        ).setup(None)
 
 
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("cls", [DiscoFuseDataModule, WikiSplitDataModule, GigawordDataModule, CNNDailyMailDataModule,
-                                 XSumDataModule, WMT14EnDeDataModule, WMT14DeEnDataModule])
+@pytest.mark.parametrize(
+    "cls",
+    [
+        DiscoFuseDataModule,
+        WikiSplitDataModule,
+        GigawordDataModule,
+        CNNDailyMailDataModule,
+        XSumDataModule,
+        WMT14EnDeDataModule,
+        WMT14DeEnDataModule,
+    ],
+)
 def test_offline_without_local_copy_fails_at_once_with_one_message(cls, wordpiece, tmp_path):
     dm = cls(wordpiece, cache_dir=tmp_path, batch_size=2)
     start = time.perf_counter()
@@ -314,6 +420,8 @@ def test_missing_local_layout_names_the_accepted_ones(wordpiece, tmp_path):
     dm = WikiSplitDataModule(wordpiece, data_dir=tmp_path, cache_dir=tmp_path, batch_size=2)
     with pytest.raises(DatasetUnavailableError, match=r"no local 'train' split under .*train: train\.tsv"):
         dm.setup("fit")
-    dm = WMT14DeEnDataModule(wordpiece, data_files={"train": (tmp_path / "a", tmp_path / "b")}, cache_dir=tmp_path, batch_size=2)
+    dm = WMT14DeEnDataModule(
+        wordpiece, data_files={"train": (tmp_path / "a", tmp_path / "b")}, cache_dir=tmp_path, batch_size=2
+    )
     with pytest.raises(DatasetUnavailableError, match="does not exist"):
         dm.setup("fit")

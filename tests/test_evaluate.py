@@ -23,12 +23,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bertgen.data.synthetic import synthetic_texts, write_synthetic_fusion
+from bertgen.errors import BertgenError
+from bertgen.evaluation import EvaluationError, evaluate
 from bertgen.lit_module import Seq2SeqModule
 from bertgen.metrics import task_metrics
 from bertgen.tokenization import load_tokenizer, train_sentencepiece
 
-from bertgen.errors import BertgenError
-from bertgen.evaluation import EvaluationError, evaluate
 from conftest import REPO
 from evaluate import options
 
@@ -52,20 +52,40 @@ def tiny_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_run")
     write_synthetic_fusion(root / "data", SIZES, seed=0)
     tok = train_sentencepiece(synthetic_texts(root / "data"), vocab_size=200, output_dir=root / "tokenizer")
-    side = dict(family="bert-generation", vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
-                num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    special = {"decoder_start_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
+    side = dict(
+        family="bert-generation",
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    special = {
+        "decoder_start_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
     torch.manual_seed(0)
-    lit = Seq2SeqModule(model={"kind": "encoder_decoder", "encoder": side, "decoder": side, "share_embeddings": True},
-                        special_tokens=special, generation={"num_beams": 1, "max_new_tokens": 8})
+    lit = Seq2SeqModule(
+        model={"kind": "encoder_decoder", "encoder": side, "decoder": side, "share_embeddings": True},
+        special_tokens=special,
+        generation={"num_beams": 1, "max_new_tokens": 8},
+    )
     lit.export(root / "model", tok)
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        task = OmegaConf.create(OmegaConf.to_container(compose("train", overrides=["task=quickstart"]).task, resolve=True))
+        task = OmegaConf.create(
+            OmegaConf.to_container(compose("train", overrides=["task=quickstart"]).task, resolve=True)
+        )
     task.synthetic = SIZES
     task.generation.max_new_tokens = 8
     (root / ".hydra").mkdir()
-    OmegaConf.save(OmegaConf.create({"task": task, "model": {"name": "quickstart"}, "seed": 0}), root / ".hydra" / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create({"task": task, "model": {"name": "quickstart"}, "seed": 0}), root / ".hydra" / "config.yaml"
+    )
     return root
 
 
@@ -81,15 +101,27 @@ def test_run_dir_writes_predictions_and_metrics(tiny_run, tmp_path):
     assert all(set(r) == {"source", "target", "prediction"} for r in rows)
     assert [r["target"] for r in rows] == [" ".join(c for c in line.split("\t")[:2] if c) for line in test_rows]
     # the run's own task and its full decoding settings; weights from the exported model/ folder
-    assert saved["generation"] == {"num_beams": 4, "length_penalty": 0.6, "length_penalty_style": "gnmt", "max_new_tokens": 8}
+    assert saved["generation"] == {
+        "num_beams": 4,
+        "length_penalty": 0.6,
+        "length_penalty_style": "gnmt",
+        "max_new_tokens": 8,
+    }
     assert saved["generation_resolved"]["num_beams"] == 4 and saved["generation_resolved"]["max_length"] == 9
     assert saved["checkpoint"]["kind"] == "run_dir" and saved["checkpoint"]["loaded"] == str(tiny_run / "model")
     assert saved["conventions"] == {"mode": "run", "task_options": {"max_source_length": 48, "max_target_length": 48}}
     assert saved["dataset"]["files"] == ["test.tsv"] and len(saved["dataset"]["hash"]) >= 16
     assert saved["versions"]["torch"] == torch.__version__
     run = {k: saved[k] for k in ("source", "task", "metrics_task", "model", "size", "split", "train_fraction")}
-    assert run == {"source": "evaluate", "task": "quickstart", "metrics_task": "quickstart",
-                   "model": "quickstart", "size": None, "split": "test", "train_fraction": 1.0}
+    assert run == {
+        "source": "evaluate",
+        "task": "quickstart",
+        "metrics_task": "quickstart",
+        "model": "quickstart",
+        "size": None,
+        "split": "test",
+        "train_fraction": 1.0,
+    }
     # the scores are those of the written predictions
     metrics, headline = task_metrics("quickstart")
     metrics.update([r["prediction"] for r in rows], [[r["target"]] for r in rows], [r["source"] for r in rows])
@@ -99,8 +131,14 @@ def test_run_dir_writes_predictions_and_metrics(tiny_run, tmp_path):
 
 def test_decoding_overrides_and_task_overrides_reach_the_runs_task(tiny_run, tmp_path):
     out = tmp_path / "eval"
-    saved = run_eval(out, f"ckpt={tiny_run}", f"cache_dir={tmp_path / 'cache'}", "generation.num_beams=1",
-                     "task.generation.max_new_tokens=3", "max_examples=5")
+    saved = run_eval(
+        out,
+        f"ckpt={tiny_run}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "generation.num_beams=1",
+        "task.generation.max_new_tokens=3",
+        "max_examples=5",
+    )
     assert saved["generation"]["num_beams"] == 1 and saved["generation"]["max_new_tokens"] == 3
     assert saved["task"] == "quickstart"
     rows = read_rows(out / "predictions.jsonl")
@@ -112,14 +150,24 @@ def test_decoding_overrides_and_task_overrides_reach_the_runs_task(tiny_run, tmp
 def test_model_folder_without_run_uses_released_conventions(tiny_run, tmp_path):
     folder = tmp_path / "released"
     shutil.copytree(tiny_run / "model", folder)
-    common = (f"ckpt={folder}", f"cache_dir={tmp_path / 'cache'}", "max_examples=4", "generation.num_beams=1",
-              "generation.max_new_tokens=8", "+task_options.max_source_length=48",  # the tiny model has 64 positions
-              "+task_options.max_target_length=48")
+    common = (
+        f"ckpt={folder}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "max_examples=4",
+        "generation.num_beams=1",
+        "generation.max_new_tokens=8",
+        "+task_options.max_source_length=48",  # the tiny model has 64 positions
+        "+task_options.max_target_length=48",
+    )
     saved = run_eval(tmp_path / "a", *common, "task=discofuse", f"data_dir={tiny_run / 'data'}")
     assert saved["checkpoint"]["kind"] == "folder" and saved["conventions"]["mode"] == "released"
     assert saved["dataset"]["task_options"]["source_replacements"] == {'"': "`"}  # DiscoFuse model card
-    assert saved["generation"] == {"num_beams": 1, "length_penalty": 0.6, "length_penalty_style": "gnmt",
-                                   "max_new_tokens": 8}  # task=discofuse's settings with the overrides
+    assert saved["generation"] == {
+        "num_beams": 1,
+        "length_penalty": 0.6,
+        "length_penalty_style": "gnmt",
+        "max_new_tokens": 8,
+    }  # task=discofuse's settings with the overrides
     none = run_eval(tmp_path / "b", *common, "task=discofuse", f"data_dir={tiny_run / 'data'}", "conventions=none")
     assert none["dataset"]["task_options"]["source_replacements"] == {}
     assert none["dataset"]["cache_key"] != saved["dataset"]["cache_key"]
@@ -129,8 +177,12 @@ def test_model_folder_without_run_uses_released_conventions(tiny_run, tmp_path):
     # WikiSplit: the released checkpoint reads bos + sentence + eos; BLEU is among its metrics
     wiki = tmp_path / "wiki"
     wiki.mkdir()
-    (wiki / "test.tsv").write_text("".join(f"{r['source']}\t{r['target']} <::::> {r['target']}\n"
-                                           for r in read_rows(tmp_path / "a" / "predictions.jsonl")))
+    (wiki / "test.tsv").write_text(
+        "".join(
+            f"{r['source']}\t{r['target']} <::::> {r['target']}\n"
+            for r in read_rows(tmp_path / "a" / "predictions.jsonl")
+        )
+    )
     split = run_eval(tmp_path / "d", *common, "task=wikisplit", f"data_dir={wiki}")
     opts = split["dataset"]["task_options"]
     assert opts["add_source_bos"] is True and opts["add_source_eos"] is True
@@ -144,18 +196,41 @@ def test_decoder_only_folder_decodes_like_the_lightning_module(tiny_run, tmp_pat
     from bertgen.text import decode_generated
 
     tok = load_tokenizer(tiny_run / "tokenizer")
-    side = dict(family="gpt2", vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
-                bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
-    special = {"decoder_start_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-               "pad_token_id": tok.pad_token_id, "sep_token_id": tok.eos_token_id}  # as train.py sets it for gpt
+    side = dict(
+        family="gpt2",
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    special = {
+        "decoder_start_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+        "sep_token_id": tok.eos_token_id,
+    }  # as train.py sets it for gpt
     torch.manual_seed(0)
     lit = Seq2SeqModule(model={"kind": "decoder_only", "decoder": side}, special_tokens=special).eval()
     lit.export(tmp_path / "gpt", tok)
     assert json.loads((tmp_path / "gpt" / "generation_config.json").read_text())["sep_token_id"] == tok.eos_token_id
-    saved = run_eval(tmp_path / "eval", f"ckpt={tmp_path / 'gpt'}", "task=discofuse", f"data_dir={tiny_run / 'data'}",
-                     f"cache_dir={tmp_path / 'cache'}", "generation.num_beams=1", "generation.max_new_tokens=6",
-                     "max_examples=6", "batch_size=1", "+task_options.max_source_length=64")
+    saved = run_eval(
+        tmp_path / "eval",
+        f"ckpt={tmp_path / 'gpt'}",
+        "task=discofuse",
+        f"data_dir={tiny_run / 'data'}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "generation.num_beams=1",
+        "generation.max_new_tokens=6",
+        "max_examples=6",
+        "batch_size=1",
+        "+task_options.max_source_length=64",
+    )
     rows = read_rows(tmp_path / "eval" / "predictions.jsonl")
     assert len(rows) == saved["examples"] == 6 and saved["generation_resolved"] is None
     for row in rows:
@@ -187,12 +262,15 @@ def test_crash_mid_generation_leaves_no_output(tiny_run, tmp_path, monkeypatch):
     assert not list(out.glob("*tmp*")) and not list(out.glob(".*tmp*"))
 
 
-@pytest.mark.parametrize("ckpt, message", [
-    ("./does/not/exist", "does not exist"),
-    ("{run}/tokenizer/spiece.model", "is a file but not a Lightning .ckpt"),
-    ("{run}/data", "neither config.json"),
-    ("", "ckpt is required"),
-])
+@pytest.mark.parametrize(
+    "ckpt, message",
+    [
+        ("./does/not/exist", "does not exist"),
+        ("{run}/tokenizer/spiece.model", "is a file but not a Lightning .ckpt"),
+        ("{run}/data", "neither config.json"),
+        ("", "ckpt is required"),
+    ],
+)
 def test_bad_checkpoint_arguments(tiny_run, tmp_path, ckpt, message):
     with pytest.raises(EvaluationError, match=message):
         run_eval(tmp_path, f"ckpt={ckpt.format(run=tiny_run)}" if ckpt else "ckpt=null")
@@ -209,12 +287,15 @@ def test_bare_ckpt_needs_a_tokenizer_and_is_unpickled_safely(tiny_run, tmp_path)
         run_eval(tmp_path / "b", f"ckpt={ckpt}", f"tokenizer={tiny_run / 'tokenizer'}")
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["split=train"], "split must be one of"),
-    (["generation.max_new_tokens=100"], "exceed the decoder's max_position_embeddings"),  # the tiny model has 64
-    (["+task_options.no_such_option=1"], "unknown task_options"),
-    (["conventions=sometimes"], "conventions must be auto, run, released or none"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["split=train"], "split must be one of"),
+        (["generation.max_new_tokens=100"], "exceed the decoder's max_position_embeddings"),  # the tiny model has 64
+        (["+task_options.no_such_option=1"], "unknown task_options"),
+        (["conventions=sometimes"], "conventions must be auto, run, released or none"),
+    ],
+)
 def test_bad_options_fail_before_decoding(tiny_run, tmp_path, overrides, message):
     with pytest.raises(BertgenError, match=message):
         run_eval(tmp_path, f"ckpt={tiny_run}", f"cache_dir={tmp_path / 'cache'}", *overrides)
@@ -223,12 +304,24 @@ def test_bad_options_fail_before_decoding(tiny_run, tmp_path, overrides, message
 
 def test_hub_id_offline_is_one_clear_error(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "evaluate.py", "ckpt=google/roberta2roberta_L-24_discofuse",
-                           f"hydra.run.dir={tmp_path / 'out'}"], capture_output=True, text=True, cwd=REPO, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            "ckpt=google/roberta2roberta_L-24_discofuse",
+            f"hydra.run.dir={tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr + proc.stdout
     err = proc.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: could not download checkpoint 'google/roberta2roberta_L-24_discofuse'")
+    assert len(err) == 1 and err[0].startswith(
+        "error: could not download checkpoint 'google/roberta2roberta_L-24_discofuse'"
+    )
     assert not any((tmp_path / "out" / f).exists() for f in FILES)
 
 
@@ -238,9 +331,18 @@ def test_hub_id_offline_is_one_clear_error(tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("trained") / "run"
-    cmd = [sys.executable, "train.py", "experiment=quickstart", "trainer.max_steps=10", "task.val_check_interval=10",
-           "task.synthetic.train=300", "task.synthetic.validation=16", "task.synthetic.test=64",
-           f"cache_dir={run.parent / 'cache'}", f"hydra.run.dir={run}"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        "experiment=quickstart",
+        "trainer.max_steps=10",
+        "task.val_check_interval=10",
+        "task.synthetic.train=300",
+        "task.synthetic.validation=16",
+        "task.synthetic.test=64",
+        f"cache_dir={run.parent / 'cache'}",
+        f"hydra.run.dir={run}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run
@@ -267,10 +369,21 @@ def test_trained_run_dir_ckpt_and_exported_folder_agree(trained_run, tmp_path):
 @pytest.mark.slow
 def test_killed_mid_run_leaves_no_output(trained_run, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "evaluate.py", f"ckpt={trained_run}", "batch_size=1",
-                             f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "evaluate.py",
+            f"ckpt={trained_run}",
+            "batch_size=1",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     deadline = time.monotonic() + 240
     try:
         for line in proc.stdout:  # wait until predictions are being generated
@@ -292,15 +405,44 @@ def test_train_evaluate_report_read_one_run_record_schema(trained_run, tmp_path)
     from bertgen.run_record import RunRecord
 
     out = tmp_path / "eval"
-    proc = subprocess.run([sys.executable, "evaluate.py", f"ckpt={trained_run}", "max_examples=16",
-                           f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}"],
-                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "evaluate.py",
+            f"ckpt={trained_run}",
+            "max_examples=16",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"hydra.run.dir={out}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     trained, evaluated = RunRecord.load(trained_run), RunRecord.load(out)
-    assert (trained.source, trained.split, evaluated.source, evaluated.split) == ("train", "validation", "evaluate", "test")
+    assert (trained.source, trained.split, evaluated.source, evaluated.split) == (
+        "train",
+        "validation",
+        "evaluate",
+        "test",
+    )
     assert trained.best_score is not None and trained.metrics["sari"] >= 0 and evaluated.examples == 16
-    proc = subprocess.run([sys.executable, "-m", "bertgen.report", str(trained_run), str(out), "--no-png",
-                           "--out", str(tmp_path / "report")], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bertgen.report",
+            str(trained_run),
+            str(out),
+            "--no-png",
+            "--out",
+            str(tmp_path / "report"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| quickstart")]
     assert len(rows) == 2, proc.stdout

@@ -11,8 +11,6 @@ import torch
 
 tf = pytest.importorskip("transformers")
 
-from hf_oracle import bias_eos, hf_encoder_decoder, hf_gpt2_lm, padded_batch  # noqa: E402
-
 from bertgen.model import DecoderOnlyLM, EncoderDecoder, KVCache  # noqa: E402
 from bertgen.model.generation import (  # noqa: E402
     GenerationSettings,
@@ -20,6 +18,8 @@ from bertgen.model.generation import (  # noqa: E402
     beam_search,
     length_penalty_denominator,
 )
+
+from hf_oracle import bias_eos, hf_encoder_decoder, hf_gpt2_lm, padded_batch  # noqa: E402
 
 EOS = 3  # hf_encoder_decoder's eos_token_id
 GPT_EOS, GPT_PAD = 98, 0
@@ -167,8 +167,10 @@ def test_gpt_stopping_is_exercised_and_unpadded_prompt(pairs):
     assert len(set(first.tolist())) >= 3, first
     ids, _ = padded_batch(99, [5] * 6, GPT_PAD, seed=3)  # no padding at all: no mask
     ref = hf.generate(ids, max_new_tokens=8, num_beams=4, pad_token_id=GPT_PAD)[:, 5:]
-    assert torch.equal(ours.generate(ids, max_new_tokens=8, num_beams=4, pad_token_id=GPT_PAD),
-                       _pad_after_eos(ref, GPT_EOS, GPT_PAD, start=0))
+    assert torch.equal(
+        ours.generate(ids, max_new_tokens=8, num_beams=4, pad_token_id=GPT_PAD),
+        _pad_after_eos(ref, GPT_EOS, GPT_PAD, start=0),
+    )
 
 
 @pytest.mark.parametrize("num_beams", [1, 4])
@@ -191,6 +193,7 @@ def test_encoder_and_cross_attention_run_once(pairs):
     def count(key):
         def hook(module, args, output):
             calls[key] += 1
+
         return hook
 
     handles = [ours.encoder.register_forward_hook(count("encoder"))]
@@ -217,7 +220,10 @@ def test_checkpoint_generation_config_is_the_default(tmp_path):
         warnings.simplefilter("error")  # a configured max_length must not warn
         out = ours.generate(src, mask)
     assert torch.equal(out, _pad_after_eos(hf.generate(src, attention_mask=mask), EOS, 0))
-    assert torch.equal(ours.generate(src, mask, num_beams=1), _pad_after_eos(hf.generate(src, attention_mask=mask, num_beams=1), EOS, 0))
+    assert torch.equal(
+        ours.generate(src, mask, num_beams=1),
+        _pad_after_eos(hf.generate(src, attention_mask=mask, num_beams=1), EOS, 0),
+    )
 
 
 def test_unset_max_length_warns_and_follows_transformers_default(pairs):
@@ -240,10 +246,10 @@ def test_gnmt_length_penalty_hand_computed():
     V, alpha = 6, 0.6
     logp_a = math.log(0.55) + math.log(0.6)
     logp_b = math.log(0.45) + 3 * math.log(0.8)
-    assert logp_b / 4 ** alpha > logp_a / 2 ** alpha  # HF prefers B ...
+    assert logp_b / 4**alpha > logp_a / 2**alpha  # HF prefers B ...
     assert logp_a / (7 / 6) ** alpha > logp_b / (9 / 6) ** alpha  # ... GNMT prefers A
     assert length_penalty_denominator(2, alpha, "gnmt") == pytest.approx((7 / 6) ** alpha)
-    assert length_penalty_denominator(4, alpha, "hf") == pytest.approx(4 ** alpha)
+    assert length_penalty_denominator(4, alpha, "hf") == pytest.approx(4**alpha)
 
     def next_logprobs(prev: int, prevprev: int) -> list[float]:
         if prev == 5:
@@ -268,9 +274,19 @@ def test_gnmt_length_penalty_hand_computed():
             state["history"] = h
             return torch.tensor([next_logprobs(int(r[-1]), int(r[-2]) if len(r) > 1 else -1) for r in h])
 
-        s = GenerationSettings(num_beams=2, max_length=8, min_length=0, length_penalty=alpha, length_penalty_style=style,
-                               early_stopping=False, no_repeat_ngram_size=0, decoder_start_token_id=5,
-                               eos_token_ids=(1,), pad_token_id=0, prompt_length=1)
+        s = GenerationSettings(
+            num_beams=2,
+            max_length=8,
+            min_length=0,
+            length_penalty=alpha,
+            length_penalty_style=style,
+            early_stopping=False,
+            no_repeat_ngram_size=0,
+            decoder_start_token_id=5,
+            eos_token_ids=(1,),
+            pad_token_id=0,
+            prompt_length=1,
+        )
         return beam_search(step, torch.tensor([[5]]), s)[0].tolist()
 
     assert run("hf") == [5, 3, 4, 4, 1]

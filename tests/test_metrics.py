@@ -27,6 +27,7 @@ from bertgen.metrics import (
     split_sentences,
     task_metrics,
 )
+
 from conftest import SHARED
 
 VECTORS = SHARED / "testdata" / "metrics"
@@ -74,8 +75,14 @@ def test_sari_sentence_vectors(case, variant):
 @pytest.mark.parametrize("case", SARI_V["id_cases"], ids=lambda c: c["id"])
 def test_sari_token_ids_drop_padding(case):
     for variant, beta in (("t2t_del_precision", 0), ("t2t_del_f1", 1)):
-        got = sari_sentence(case["source_ids"], case["prediction_ids"], case["reference_ids"],
-                            max_gram_size=case["max_gram_size"], beta_for_deletion=beta, pad_id=0)
+        got = sari_sentence(
+            case["source_ids"],
+            case["prediction_ids"],
+            case["reference_ids"],
+            max_gram_size=case["max_gram_size"],
+            beta_for_deletion=beta,
+            pad_id=0,
+        )
         exp = case["expected"][variant]
         assert got.sari == pytest.approx(exp["sari"], abs=TOL)
         assert (got.keep, got.add, got.delete) == pytest.approx((exp["keep"], exp["add"], exp["del"]), abs=TOL)
@@ -271,7 +278,8 @@ def test_nltk_bleu_on_real_wikisplit_rows():
     import sacrebleu
 
     assert float(s.compute()) == pytest.approx(
-        sacrebleu.BLEU(tokenize="none").corpus_score(list(hyps), [list(targets)]).score, abs=1e-9)
+        sacrebleu.BLEU(tokenize="none").corpus_score(list(hyps), [list(targets)]).score, abs=1e-9
+    )
 
 
 def test_sacrebleu_signature_counts_references():

@@ -22,8 +22,10 @@ def _corpus() -> dict[str, list]:
     rows = (SHARED / "data" / "wikisplit" / "validation.tsv").read_text(encoding="utf-8").splitlines()[:61]
     sources, targets = zip(*(r.split("\t") for r in rows))
     preds = [t if i % 3 == 0 else s.replace(" , ", " . <::::> ", 1) for i, (s, t) in enumerate(zip(sources, targets))]
-    xsum = [json.loads(line) for line in
-            (SHARED / "data" / "xsum" / "xsum_test_321.jsonl").read_text(encoding="utf-8").splitlines()[:41]]
+    xsum = [
+        json.loads(line)
+        for line in (SHARED / "data" / "xsum" / "xsum_test_321.jsonl").read_text(encoding="utf-8").splitlines()[:41]
+    ]
     docs = [x["document"] for x in xsum]
     return {
         "sources": list(sources),

@@ -10,23 +10,31 @@ import time
 import pytest
 import torch
 
-from conftest import MINILM, REPO
-
 from bertgen.hub import CheckpointNotFoundError
 from bertgen.model import EncoderDecoder, ModelConfig
 from bertgen.model.params import VARIANTS, count_parameters, table
+
+from conftest import MINILM, REPO
 
 # ids of "The quick brown fox jumps over the lazy dog." and BertModel's last_hidden_state[0, 0, :4]
 # (shared/models/README.md)
 FOX = [101, 1996, 4248, 2829, 4419, 14523, 2058, 1996, 13971, 3899, 1012, 102]
 FOX_H0 = [0.0464, 0.3381, 0.2082, 0.6468]
-TINY_RND = dict(family="bert-generation", vocab_size=30522, hidden_size=384, num_hidden_layers=1,
-                num_attention_heads=12, intermediate_size=64)
+TINY_RND = dict(
+    family="bert-generation",
+    vocab_size=30522,
+    hidden_size=384,
+    num_hidden_layers=1,
+    num_attention_heads=12,
+    intermediate_size=64,
+)
 
 
 @pytest.fixture(scope="module")
 def bert2bert():
-    return EncoderDecoder.from_encoder_decoder_pretrained(MINILM, MINILM, decoder_start_token_id=101, eos_token_id=102).eval()
+    return EncoderDecoder.from_encoder_decoder_pretrained(
+        MINILM, MINILM, decoder_start_token_id=101, eos_token_id=102
+    ).eval()
 
 
 def test_encoder_reproduces_the_published_bert_output(bert2bert):
@@ -57,7 +65,9 @@ def test_from_encoder_decoder_pretrained_equals_transformers(tie, tmp_path):
     hf = tf.EncoderDecoderModel.from_encoder_decoder_pretrained(str(MINILM), str(MINILM), tie_encoder_decoder=tie)
     hf.config.decoder_start_token_id, hf.config.pad_token_id = 101, 0
     hf.eval()
-    ours = EncoderDecoder.from_encoder_decoder_pretrained(MINILM, MINILM, tie_encoder_decoder=tie, decoder_start_token_id=101).eval()
+    ours = EncoderDecoder.from_encoder_decoder_pretrained(
+        MINILM, MINILM, tie_encoder_decoder=tie, decoder_start_token_id=101
+    ).eval()
     # every pre-trained tensor is the same; only what both initialise at random differs
     theirs = hf.state_dict()
     random_parts = ("crossattention", "cls.predictions", "pooler")
@@ -91,7 +101,9 @@ def test_paper_sharing_choices_are_real_sharing():
     from bertgen.model import checkpoint as ckpt
 
     sd = ckpt.read_weights(MINILM)
-    torch.testing.assert_close(bert2rnd.decoder.embed.word.weight, sd["embeddings.word_embeddings.weight"], atol=0, rtol=0)
+    torch.testing.assert_close(
+        bert2rnd.decoder.embed.word.weight, sd["embeddings.word_embeddings.weight"], atol=0, rtol=0
+    )
     unshared = EncoderDecoder.from_encoder_decoder_pretrained(MINILM, TINY_RND, share_embeddings=False)
     assert count_parameters(unshared) - count_parameters(bert2rnd) == 30522 * 384
 
@@ -162,7 +174,8 @@ def test_grouped_cross_attention_equals_repeated_memory(bert2bert):
 def test_model_package_imports_no_lightning_hydra_or_transformers():
     code = (
         "import sys, bertgen.model, bertgen.model.params;"
-        "bad=[m for m in ('lightning','pytorch_lightning','hydra','omegaconf','transformers','bertgen.data') if m in sys.modules];"
+        "bad=[m for m in ('lightning','pytorch_lightning','hydra','omegaconf','transformers','bertgen.data') "
+        "if m in sys.modules];"
         "sys.exit(1 if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
@@ -174,4 +187,6 @@ def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="t5"):
         ModelConfig.from_hf_dict({"model_type": "t5"})
     with pytest.raises(ValueError, match="tie_encoder_decoder"):
-        EncoderDecoder.from_encoder_decoder_pretrained(TINY_RND, {**TINY_RND, "family": "gpt2"}, tie_encoder_decoder=True)
+        EncoderDecoder.from_encoder_decoder_pretrained(
+            TINY_RND, {**TINY_RND, "family": "gpt2"}, tie_encoder_decoder=True
+        )

@@ -7,9 +7,9 @@ import torch
 
 tf = pytest.importorskip("transformers")
 
-from hf_oracle import PAD, PAIRS, hf_encoder_decoder, hf_gpt2_lm, padded_batch  # noqa: E402
-
 from bertgen.model import DecoderOnlyLM, EncoderDecoder  # noqa: E402
+
+from hf_oracle import PAD, PAIRS, hf_encoder_decoder, hf_gpt2_lm, padded_batch  # noqa: E402
 
 ATOL = 1e-5
 
@@ -103,12 +103,16 @@ def test_gpt_round_trip(tmp_path):
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     ids, mask = padded_batch(99, [7, 4], pad=0)
     with torch.no_grad():
-        torch.testing.assert_close(hf2.eval()(ids, attention_mask=mask).logits, hf(ids, attention_mask=mask).logits, atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            hf2.eval()(ids, attention_mask=mask).logits, hf(ids, attention_mask=mask).logits, atol=ATOL, rtol=0
+        )
 
 
 def test_start_token_equal_to_pad_never_sees_the_future(tmp_path):
     hf = hf_encoder_decoder("bertgen2bertgen")
-    hf.config.decoder_start_token_id = hf.config.pad_token_id  # the historical trap (transformers' EncoderDecoderModel docs)
+    hf.config.decoder_start_token_id = (
+        hf.config.pad_token_id
+    )  # the historical trap (transformers' EncoderDecoderModel docs)
     hf.save_pretrained(tmp_path)
     ours = EncoderDecoder.from_pretrained(tmp_path).eval()
     src, src_mask, labels = _batch(hf)
@@ -153,5 +157,9 @@ def test_training_loss_without_logits_is_the_same_loss(smoothing, tmp_path):
     ids, mask = padded_batch(99, [10, 6, 8], pad=0)
     lab = ids.masked_fill(mask == 0, -100)
     lab[:, :3] = -100
-    torch.testing.assert_close(lm(ids, mask, labels=lab, return_logits=False, label_smoothing=smoothing).loss,
-                               lm(ids, mask, labels=lab, label_smoothing=smoothing).loss, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(
+        lm(ids, mask, labels=lab, return_logits=False, label_smoothing=smoothing).loss,
+        lm(ids, mask, labels=lab, label_smoothing=smoothing).loss,
+        atol=1e-6,
+        rtol=1e-6,
+    )

@@ -16,16 +16,29 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, SHARED
 
-QUICK = ["experiment=quickstart", "trainer.enable_progress_bar=false", "task.synthetic.train=128",
-         "task.synthetic.validation=8", "task.synthetic.test=8", "task.val_generation.max_new_tokens=4",
-         "task.val_max_examples=8", "batch_size=16", "global_batch_size=16"]
+QUICK = [
+    "experiment=quickstart",
+    "trainer.enable_progress_bar=false",
+    "task.synthetic.train=128",
+    "task.synthetic.validation=8",
+    "task.synthetic.test=8",
+    "task.val_generation.max_new_tokens=4",
+    "task.val_max_examples=8",
+    "batch_size=16",
+    "global_batch_size=16",
+]
 
 
 def cli(script: str, args: list[str], cwd: Path, timeout: int = 300, user: int | None = None):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "BERTGEN_DATA_CACHE": str(cwd / "cache")}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "BERTGEN_DATA_CACHE": str(cwd / "cache"),
+    }
     cmd = [sys.executable, str(REPO / script), *args]
     if user is not None:  # drop root's permission override: CI runs as root
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
@@ -58,18 +71,21 @@ def craft_checkpoint(path: Path, marker: Path, legacy: bool = False, **extra) ->
 def trained(tmp_path_factory) -> Path:
     """A finished 4-step quickstart run (validation at steps 2 and 4, best checkpoint, export)."""
     run = tmp_path_factory.mktemp("reliability") / "run"
-    r = cli("train.py", [*QUICK, "trainer.max_steps=4", "task.val_check_interval=2", f"hydra.run.dir={run}"],
-            run.parent)
+    r = cli(
+        "train.py", [*QUICK, "trainer.max_steps=4", "task.val_check_interval=2", f"hydra.run.dir={run}"], run.parent
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return run
 
 
 # ---- 1. nothing is ever unpickled beyond tensors and plain data ----------------------------------------------------
 def test_no_unsafe_torch_load_anywhere_in_the_package():
-    offenders = [f"{p.relative_to(REPO)}:{i}" for p in [*(REPO / "bertgen").rglob("*.py"), REPO / "train.py",
-                                                         REPO / "evaluate.py"]
-                 for i, line in enumerate(p.read_text().splitlines(), 1)
-                 if re.search(r"weights_only\s*=\s*False", line) and not line.lstrip().startswith("#")]
+    offenders = [
+        f"{p.relative_to(REPO)}:{i}"
+        for p in [*(REPO / "bertgen").rglob("*.py"), REPO / "train.py", REPO / "evaluate.py"]
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(r"weights_only\s*=\s*False", line) and not line.lstrip().startswith("#")
+    ]
     assert offenders == []
 
 
@@ -77,8 +93,9 @@ def test_no_unsafe_torch_load_anywhere_in_the_package():
 def test_crafted_last_ckpt_is_refused_on_resume_and_runs_nothing(tmp_path, legacy):
     run, marker = tmp_path / "run", tmp_path / "PWNED"
     craft_checkpoint(run / "checkpoints" / "last.ckpt", marker, legacy=legacy)
-    r = cli("train.py", [*QUICK, "optim=paper", "trainer.max_steps=0", "ckpt_path=last", f"hydra.run.dir={run}"],
-            tmp_path)
+    r = cli(
+        "train.py", [*QUICK, "optim=paper", "trainer.max_steps=0", "ckpt_path=last", f"hydra.run.dir={run}"], tmp_path
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "last.ckpt" in r.stderr and "safe (weights-only) loader refuses" in r.stderr
     assert not marker.exists()
@@ -105,8 +122,11 @@ def test_evaluate_refuses_a_crafted_ckpt(trained, tmp_path):
     marker = tmp_path / "PWNED"
     crafted = tmp_path / "crafted" / "checkpoints" / "best.ckpt"
     craft_checkpoint(crafted, marker, hyper_parameters={})
-    r = cli("evaluate.py", [f"ckpt={crafted}", f"tokenizer={trained / 'tokenizer'}", f"hydra.run.dir={tmp_path / 'e'}"],
-            tmp_path)
+    r = cli(
+        "evaluate.py",
+        [f"ckpt={crafted}", f"tokenizer={trained / 'tokenizer'}", f"hydra.run.dir={tmp_path / 'e'}"],
+        tmp_path,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr and "refuses" in r.stderr, r.stderr[-2000:]
     assert not marker.exists()
 
@@ -122,8 +142,18 @@ def test_unwritable_checkpoint_folder_fails_the_run_loudly():
         os.chmod(run, 0o777)
         (run / "checkpoints").mkdir(mode=0o755)  # owned by root: not writable by the unprivileged user
         before = set(Path(tempfile.gettempdir()).iterdir())
-        r = cli("train.py", [*QUICK, "trainer.max_steps=2", "task.val_check_interval=2", f"hydra.run.dir={run}",
-                             f"cache_dir={root / 'cache'}"], root, user=65534)
+        r = cli(
+            "train.py",
+            [
+                *QUICK,
+                "trainer.max_steps=2",
+                "task.val_check_interval=2",
+                f"hydra.run.dir={run}",
+                f"cache_dir={root / 'cache'}",
+            ],
+            root,
+            user=65534,
+        )
         assert r.returncode != 0, r.stdout[-2000:]
         assert "Permission denied" in r.stderr and "checkpoints" in r.stderr
         assert not (run / "metrics.json").exists() and not (run / "model").exists()
@@ -151,33 +181,54 @@ def test_resume_appends_to_the_training_log(tmp_path):
 def test_evaluate_with_a_foreign_tokenizer_is_one_clear_error(trained, tmp_path):
     from bertgen.tokenization import train_sentencepiece
 
-    small = train_sentencepiece([f"word{i} and more text {i}" for i in range(300)], vocab_size=64,
-                                output_dir=tmp_path / "small")
+    small = train_sentencepiece(
+        [f"word{i} and more text {i}" for i in range(300)], vocab_size=64, output_dir=tmp_path / "small"
+    )
     assert small.vocab_size == 64
-    r = cli("evaluate.py", [f"ckpt={trained / 'model'}", "task=quickstart", f"data_dir={trained / 'data'}",
-                            f"tokenizer={tmp_path / 'small'}", f"hydra.run.dir={tmp_path / 'e'}"], tmp_path)
+    r = cli(
+        "evaluate.py",
+        [
+            f"ckpt={trained / 'model'}",
+            "task=quickstart",
+            f"data_dir={trained / 'data'}",
+            f"tokenizer={tmp_path / 'small'}",
+            f"hydra.run.dir={tmp_path / 'e'}",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "tokenizer has 64 tokens" in r.stderr and "not the tokenizer this model was trained with" in r.stderr
     assert not (tmp_path / "e" / "metrics.json").exists()
 
 
 def test_source_length_above_the_positions_fails_at_start(tmp_path):
-    r = cli("train.py", [*QUICK, "task.task_options.max_source_length=4096", "trainer.max_steps=1",
-                         f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    r = cli(
+        "train.py",
+        [
+            *QUICK,
+            "task.task_options.max_source_length=4096",
+            "trainer.max_steps=1",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        tmp_path,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "max_source_length=4096 exceeds the encoder's" in r.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-# ---- 6, 9. config values validated at start-up, each naming its key ---------------------------------------------------
-@pytest.mark.parametrize("override, message", [
-    ("optim.constant=-0.05", "optim.constant=-0.05: must be > 0"),
-    ("optim.lr=-1.0", "optim.lr=-1.0: must be > 0"),
-    ("trainer.max_steps=abc", "trainer.max_steps='abc': expected int"),
-    ("label_smoothing=1.5", "label_smoothing=1.5: must be < 1"),
-    ("global_batch_size=20", "global_batch_size 20 is not a multiple of batch_size 16"),
-    ("+trainer.limt_val_batches=1", "limt_val_batches is not a lightning.Trainer argument"),
-])
+# ---- 6, 9. config values validated at start-up, each naming its key -------------------------------------------
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.constant=-0.05", "optim.constant=-0.05: must be > 0"),
+        ("optim.lr=-1.0", "optim.lr=-1.0: must be > 0"),
+        ("trainer.max_steps=abc", "trainer.max_steps='abc': expected int"),
+        ("label_smoothing=1.5", "label_smoothing=1.5: must be < 1"),
+        ("global_batch_size=20", "global_batch_size 20 is not a multiple of batch_size 16"),
+        ("+trainer.limt_val_batches=1", "limt_val_batches is not a lightning.Trainer argument"),
+    ],
+)
 def test_bad_config_values_fail_before_any_work(tmp_path, override, message):
     extra = ["optim=paper"] if override.startswith("optim.constant") else []
     r = cli("train.py", [*QUICK, *extra, override, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, timeout=120)
@@ -186,7 +237,7 @@ def test_bad_config_values_fail_before_any_work(tmp_path, override, message):
     assert not (tmp_path / "run" / "data").exists()  # failed before the corpus was written
 
 
-# ---- 7. a corrupt last.ckpt: a clear message and the intact alternative, never silently -------------------------------
+# ---- 7. a corrupt last.ckpt: a clear message and the intact alternative, never silently ---------------------
 def test_truncated_last_ckpt_names_the_intact_alternative(trained, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -194,13 +245,19 @@ def test_truncated_last_ckpt_names_the_intact_alternative(trained, tmp_path):
     last.write_bytes(last.read_bytes()[:1000])
     best = sorted((run / "checkpoints").glob("best-*.ckpt"))
     assert best
-    r = cli("train.py", [*QUICK, "trainer.max_steps=6", "task.val_check_interval=2", "ckpt_path=last",
-                         f"hydra.run.dir={run}"], tmp_path)
+    r = cli(
+        "train.py",
+        [*QUICK, "trainer.max_steps=6", "task.val_check_interval=2", "ckpt_path=last", f"hydra.run.dir={run}"],
+        tmp_path,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "last.ckpt cannot be read" in r.stderr and f"pass ckpt_path={best[-1]}" in r.stderr
     # the explicit choice resumes from it
-    r = cli("train.py", [*QUICK, "trainer.max_steps=6", "task.val_check_interval=2", f"ckpt_path={best[-1]}",
-                         f"hydra.run.dir={run}"], tmp_path)
+    r = cli(
+        "train.py",
+        [*QUICK, "trainer.max_steps=6", "task.val_check_interval=2", f"ckpt_path={best[-1]}", f"hydra.run.dir={run}"],
+        tmp_path,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert torch.load(last, weights_only=True)["global_step"] == 6
 
@@ -214,7 +271,7 @@ def test_empty_last_ckpt_without_alternative(tmp_path):
     assert "last.ckpt cannot be read (0 bytes" in r.stderr and "start the run afresh" in r.stderr
 
 
-# ---- 10. smaller items -------------------------------------------------------------------------------------------------
+# ---- 10. smaller items ----------------------------------------------------------------------------------------
 def test_summary_names_only_outputs_that_exist_and_messages_print_once(tmp_path):
     run = tmp_path / "run"
     r = cli("train.py", [*QUICK, "trainer.max_steps=2", f"hydra.run.dir={run}"], tmp_path)  # no validation ran
@@ -232,8 +289,11 @@ def test_truncated_safetensors_names_the_file(trained, tmp_path):
     shutil.copytree(trained / "model", folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:500])
-    r = cli("evaluate.py", [f"ckpt={folder}", "task=quickstart", f"data_dir={trained / 'data'}",
-                            f"hydra.run.dir={tmp_path / 'e'}"], tmp_path)
+    r = cli(
+        "evaluate.py",
+        [f"ckpt={folder}", "task=quickstart", f"data_dir={trained / 'data'}", f"hydra.run.dir={tmp_path / 'e'}"],
+        tmp_path,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"{weights}: cannot read the weights (500 bytes" in r.stderr
 
@@ -246,18 +306,35 @@ def test_kill_minus_9_soak_resumes_to_identical_weights(tmp_path):
     import time
 
     kills, steps = 6, 1500
-    common = [*QUICK, "deterministic=true", "task.val_check_interval=500", "callbacks.checkpoint.every_n_train_steps=1",
-              "model.overrides.hidden_dropout_prob=0.1", f"trainer.max_steps={steps}", "export_model=false"]
+    common = [
+        *QUICK,
+        "deterministic=true",
+        "task.val_check_interval=500",
+        "callbacks.checkpoint.every_n_train_steps=1",
+        "model.overrides.hidden_dropout_prob=0.1",
+        f"trainer.max_steps={steps}",
+        "export_model=false",
+    ]
     ref = cli("train.py", [*common, f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
     assert ref.returncode == 0, ref.stderr[-2000:]
 
     run, rng, log = tmp_path / "soak", random.Random(0), []
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-           "BERTGEN_DATA_CACHE": str(tmp_path / "cache")}
-    for attempt in range(kills + 20):
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "BERTGEN_DATA_CACHE": str(tmp_path / "cache"),
+    }
+    for _ in range(kills + 20):
         resume = ["ckpt_path=last"] if (run / "checkpoints" / "last.ckpt").is_file() else []
-        proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *common, *resume, f"hydra.run.dir={run}"],
-                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(REPO / "train.py"), *common, *resume, f"hydra.run.dir={run}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         if len(log) < kills:
             delay = rng.uniform(4.0, 9.0)
             try:
@@ -265,8 +342,11 @@ def test_kill_minus_9_soak_resumes_to_identical_weights(tmp_path):
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
-                step = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] if (
-                    run / "checkpoints" / "last.ckpt").is_file() else None
+                step = (
+                    torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+                    if (run / "checkpoints" / "last.ckpt").is_file()
+                    else None
+                )
                 log.append((round(delay, 1), step))
                 continue
         _, err = proc.communicate(timeout=600)
@@ -281,3 +361,92 @@ def test_kill_minus_9_soak_resumes_to_identical_weights(tmp_path):
     assert a["global_step"] == b["global_step"] == steps
     for k in a["state_dict"]:
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], atol=0, rtol=0, msg=k)
+
+
+# ---- 5, 8, 10. bad data rows: skipped and counted on request; BOM, trailing blank lines, NUL, empty files ----------
+WIKI = [
+    "model=quickstart",
+    f"model.tokenizer={SHARED / 'models' / 'all-MiniLM-L6-v2'}",
+    "task=wikisplit",
+    "trainer.enable_progress_bar=false",
+    "batch_size=4",
+    "global_batch_size=4",
+    "task.val_check_interval=2",
+    "task.val_max_examples=4",
+    "task.val_generation.max_new_tokens=4",
+    "trainer.max_steps=2",
+    "+task.task_options.max_source_length=64",
+    "+task.task_options.max_target_length=64",
+]
+
+
+def wiki_dir(root: Path, rows: int = 12) -> Path:
+    real = (SHARED / "data" / "wikisplit" / "validation.tsv").read_text(encoding="utf-8").splitlines()
+    root.mkdir(parents=True, exist_ok=True)
+    for i, split in enumerate(("train", "validation", "test")):
+        (root / f"{split}.tsv").write_text("\n".join(real[i * rows : (i + 1) * rows]) + "\n", encoding="utf-8")
+    return root
+
+
+def test_skip_invalid_from_the_command_line_counts_rows_by_cause(tmp_path):
+    data = wiki_dir(tmp_path / "data")
+    train = data / "train.tsv"
+    train.write_bytes(
+        train.read_bytes() + b"one column only\n" + b"bad \xff byte\tx\n" + b"nul\x00\tx\n" + b"\tno source\n"
+    )
+    r = cli("train.py", [*WIKI, f"data_dir={data}", f"hydra.run.dir={tmp_path / 'strict'}"], tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"{train}:13: wrong column count" in r.stderr and "skip_invalid=true" in r.stderr
+    r = cli(
+        "train.py", [*WIKI, f"data_dir={data}", "skip_invalid=true", f"hydra.run.dir={tmp_path / 'skip'}"], tmp_path
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    from bertgen.run_record import RunRecord
+
+    stats = RunRecord.load(tmp_path / "skip").data_stats
+    assert stats["data/train/invalid_rows"] == 4 and stats["data/train/examples"] == 12
+    assert {k.rsplit("/", 1)[1]: v for k, v in stats.items() if k.startswith("data/train/invalid/")} == {
+        "wrong_column_count": 1,
+        "invalid_utf8": 1,
+        "nul_byte": 1,
+        "empty_source": 1,
+    }
+
+
+def test_bom_and_trailing_blank_lines_are_not_data(tmp_path):
+    from bertgen.data import WikiSplitDataModule
+    from bertgen.tokenization import load_tokenizer
+
+    data = wiki_dir(tmp_path / "data")
+    val = data / "validation.tsv"
+    first = val.read_text(encoding="utf-8").split("\t", 1)[0]
+    val.write_bytes(b"\xef\xbb\xbf" + val.read_bytes() + b"\n\n  \n")
+    dm = WikiSplitDataModule(
+        load_tokenizer(SHARED / "models" / "all-MiniLM-L6-v2"),
+        data_dir=data,
+        cache_dir=tmp_path / "cache",
+        batch_size=4,
+    )
+    dm.setup("validate")
+    assert len(dm.datasets["validation"]) == 12
+    assert dm.source_text("validation", 0) == first and not dm.source_text("validation", 0).startswith("\ufeff")
+
+
+def test_empty_split_file_is_named_and_leaves_no_cache_entry(tmp_path):
+    data = wiki_dir(tmp_path / "data")
+    (data / "validation.tsv").write_text("", encoding="utf-8")
+    r = cli(
+        "train.py",
+        [*WIKI, f"data_dir={data}", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
+        tmp_path,
+    )
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"{data / 'validation.tsv'}" in r.stderr and "no examples" in r.stderr
+    assert "data_files" not in r.stderr and "network" not in r.stderr
+    leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_dir() and not any(p.iterdir())]
+    assert not leftovers and not list((tmp_path / "cache").rglob(".*.*"))
+    entries = (
+        [p for p in (tmp_path / "cache" / "wikisplit").iterdir()] if (tmp_path / "cache" / "wikisplit").is_dir() else []
+    )
+    assert all((p / "meta.json").is_file() for p in entries)
+    assert all(p.stat().st_mode & 0o055 == 0o055 for p in entries)  # cache folders are not 0700

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bertgen import report
-from bertgen.run_record import RunRecord
 from bertgen.paper_tables import TABLE2, TABLES, split_model_name
+from bertgen.run_record import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,16 +18,33 @@ REPO = Path(__file__).resolve().parents[1]
 def train_run(d: Path, task: str, model: str, metrics: dict[str, float], fraction: float = 1.0) -> Path:
     """A run dir as train.py leaves it: the run record of its last validation."""
     headline = "sari" if "sari" in metrics else next(iter(metrics))
-    RunRecord(source="train", task=task, metrics_task=task, model=model, split="validation",
-              metrics={**metrics, "loss": 1.5}, headline=headline, best_score=metrics[headline], global_step=10,
-              train_fraction=fraction).save(d)
+    RunRecord(
+        source="train",
+        task=task,
+        metrics_task=task,
+        model=model,
+        split="validation",
+        metrics={**metrics, "loss": 1.5},
+        headline=headline,
+        best_score=metrics[headline],
+        global_step=10,
+        train_fraction=fraction,
+    ).save(d)
     return d
 
 
 def eval_run(d: Path, task: str, model: str, metrics: dict[str, float], files=("test.tsv",)) -> Path:
     """A run dir as evaluate.py leaves it."""
-    RunRecord(source="evaluate", task=task, metrics_task=task, model=model, split="test", metrics=metrics,
-              headline="sari", dataset={"files": list(files)}).save(d)
+    RunRecord(
+        source="evaluate",
+        task=task,
+        metrics_task=task,
+        model=model,
+        split="test",
+        metrics=metrics,
+        headline="sari",
+        dataset={"files": list(files)},
+    ).save(d)
     return d
 
 
@@ -37,7 +53,12 @@ def test_paper_tables_are_complete_and_as_printed():
         for row in t.rows:
             assert len(row.values) == len(t.columns), (t.number, row.label)
     # spot checks against the paper's Tables 2-5
-    assert TABLE2.lookup("bert2bert", "base") == {"100% Exact": 63.9, "100% SARI": 89.3, "10% SARI": 86.1, "1% SARI": 81.2}
+    assert TABLE2.lookup("bert2bert", "base") == {
+        "100% Exact": 63.9,
+        "100% SARI": 89.3,
+        "10% SARI": 86.1,
+        "1% SARI": 81.2,
+    }
     assert TABLE2.lookup("robertashare", "large")["100% SARI"] == 90.3
     assert TABLES[3].lookup("bertshare", "base") == {"Exact": 16.3, "SARI": 63.5, "BLEU": 77.2}
     assert TABLES[4].lookup("bert2gpt", "base")["nt2014 De→En"] == 31.4
@@ -71,11 +92,14 @@ def test_fraction_columns_seed_means_and_evaluate_rows(tmp_path):
     train_run(tmp_path / "r3", "discofuse", "bert2bert", {"sari": 80.0, "exact": 30.0}, fraction=0.01)
     eval_run(tmp_path / "e0", "discofuse", "bert2bert", {"sari": 89.0, "exact": 62.0, "keep": 1.0})
     md = report.report([tmp_path], None, png=False)
-    assert ("| model | size | split | 100% Exact | paper | 100% SARI | paper | 10% SARI | paper | 1% SARI | paper |"
-            in md)
+    assert (
+        "| model | size | split | 100% Exact | paper | 100% SARI | paper | 10% SARI | paper | 1% SARI | paper |" in md
+    )
     assert "| bert2bert | base | test | 62.00 | 63.9 | 89.00 | 89.3 | – | 86.1 | – | 81.2 |" in md
-    assert ("| bert2bert | base | validation | 59.00 ±1.41 (n=2) | 63.9 | 87.00 ±1.41 (n=2) | 89.3 | 85.50 | 86.1 | "
-            "80.00 | 81.2 |") in md
+    assert (
+        "| bert2bert | base | validation | 59.00 ±1.41 (n=2) | 63.9 | 87.00 ±1.41 (n=2) | 89.3 | 85.50 | 86.1 | "
+        "80.00 | 81.2 |"
+    ) in md
 
 
 def test_tables_3_4_5_and_other_runs(tmp_path):
@@ -89,7 +113,10 @@ def test_tables_3_4_5_and_other_runs(tmp_path):
     # a newstest2016 run (named by its evaluated files) adds its nt2016 column; nt2016 De→En has no run: not shown
     assert "| model | size | split | nt2014 En→De | paper | nt2014 De→En | paper | nt2016 En→De | paper |" in md
     assert "| bert2rnd | base | test | – | 30.1 | 30.00 | 32.7 | 33.00 | 34.4 |" in md
-    assert "| robertaShare | base | test | – | 38.21 | – | 19.7 | – | 35.44 | – | 40.1 | – | 18.95 | – | 37.39 | 39.00 | 39.87 | 17.00 | 17.5 | 32.00 | 32.37 |" in md
+    assert (
+        "| robertaShare | base | test | – | 38.21 | – | 19.7 | – | 35.44 | – | 40.1 | – | 18.95 | – | 37.39 | "
+        "39.00 | 39.87 | 17.00 | 17.5 | 32.00 | 32.37 |" in md
+    )
     assert "## Other runs" in md and "| quickstart (quickstart, 100% train) | – | validation | 1.00 | 30.00 |" in md
 
 
@@ -101,18 +128,32 @@ def test_png_chart(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
-@pytest.mark.parametrize("content, message", [
-    ("{not json", "not valid JSON"),
-    ('{"val/sari": 1}', "key 'schema' is None"),
-    ('{"schema": 1, "source": "train", "model": "m", "split": "validation", "metrics": {}, "headline": "sari"}',
-     "missing key 'task'"),
-    ('{"schema": 1, "source": "train", "task": "discofuse", "model": "m", "split": "validation", '
-     '"metrics": {"sari": "x"}, "headline": "sari"}', "key 'metrics.sari' is 'x'"),
-    ('{"schema": 1, "source": "train", "task": "discofuse", "model": "m", "split": "validation", '
-     '"metrics": {"loss": 1.0}, "headline": "sari"}', "no scores in 'metrics'"),
-    ('{"schema": 1, "source": "train", "task": "discofuse", "model": "m", "split": "dev", "metrics": {}, '
-     '"headline": "sari"}', "split must be one of"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"val/sari": 1}', "key 'schema' is None"),
+        (
+            '{"schema": 1, "source": "train", "model": "m", "split": "validation", "metrics": {}, "headline": "sari"}',
+            "missing key 'task'",
+        ),
+        (
+            '{"schema": 1, "source": "train", "task": "discofuse", "model": "m", "split": "validation", '
+            '"metrics": {"sari": "x"}, "headline": "sari"}',
+            "key 'metrics.sari' is 'x'",
+        ),
+        (
+            '{"schema": 1, "source": "train", "task": "discofuse", "model": "m", "split": "validation", '
+            '"metrics": {"loss": 1.0}, "headline": "sari"}',
+            "no scores in 'metrics'",
+        ),
+        (
+            '{"schema": 1, "source": "train", "task": "discofuse", "model": "m", "split": "dev", "metrics": {}, '
+            '"headline": "sari"}',
+            "split must be one of",
+        ),
+    ],
+)
 def test_bad_metrics_json_names_file_and_key(tmp_path, content, message):
     (tmp_path / "metrics.json").write_text(content)
     with pytest.raises(report.ReportError, match=message) as e:
@@ -122,16 +163,24 @@ def test_bad_metrics_json_names_file_and_key(tmp_path, content, message):
 
 def test_cli_prints_markdown_and_fails_clearly(tmp_path):
     train_run(tmp_path / "r0", "discofuse", "bert2bert", {"sari": 88.0, "exact": 60.0})
-    ok = subprocess.run([sys.executable, "-m", "bertgen.report", str(tmp_path / "r0"), "--out", str(tmp_path / "o"),
-                         "--no-png"], capture_output=True, text=True, cwd=REPO)
+    ok = subprocess.run(
+        [sys.executable, "-m", "bertgen.report", str(tmp_path / "r0"), "--out", str(tmp_path / "o"), "--no-png"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout == (tmp_path / "o" / "report.md").read_text()
     assert not (tmp_path / "o" / "report.png").exists()
     (tmp_path / "empty").mkdir()
-    bad = subprocess.run([sys.executable, "-m", "bertgen.report", str(tmp_path / "empty")], capture_output=True,
-                         text=True, cwd=REPO)
+    bad = subprocess.run(
+        [sys.executable, "-m", "bertgen.report", str(tmp_path / "empty")], capture_output=True, text=True, cwd=REPO
+    )
     assert bad.returncode == 1
-    assert bad.stderr.strip() == f"error: {tmp_path / 'empty'}: no metrics.json in this folder or below it (is the run finished?)"
+    assert (
+        bad.stderr.strip()
+        == f"error: {tmp_path / 'empty'}: no metrics.json in this folder or below it (is the run finished?)"
+    )
 
 
 def test_without_matplotlib_the_markdown_is_still_written(tmp_path, monkeypatch, capsys):

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MINILM, SHARED
 
 from bertgen.hub import CheckpointNotFoundError
 from bertgen.tokenization import (
@@ -26,6 +25,8 @@ from bertgen.tokenization import (
     load_tokenizer,
     train_sentencepiece,
 )
+
+from conftest import MINILM, SHARED
 
 transformers = pytest.importorskip("transformers")
 
@@ -82,7 +83,9 @@ def gpt2_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def roberta_dir(tmp_path_factory) -> Path:
-    return _folder(tmp_path_factory, "roberta", {"vocab.json": "roberta-base-vocab.json", "merges.txt": "gpt2-merges.txt"})
+    return _folder(
+        tmp_path_factory, "roberta", {"vocab.json": "roberta-base-vocab.json", "merges.txt": "gpt2-merges.txt"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +107,21 @@ def _pairs(name: str, bert_dir: Path, gpt2_dir: Path, roberta_dir: Path, spm_dir
     if name == "gpt2":
         return load_tokenizer(gpt2_dir), t.GPT2Tokenizer(str(gpt2_dir / "vocab.json"), str(gpt2_dir / "merges.txt"))
     if name == "roberta":
-        return load_tokenizer(roberta_dir), t.RobertaTokenizer(str(roberta_dir / "vocab.json"),
-                                                              str(roberta_dir / "merges.txt"))
+        return load_tokenizer(roberta_dir), t.RobertaTokenizer(
+            str(roberta_dir / "vocab.json"), str(roberta_dir / "merges.txt")
+        )
     raise AssertionError(name)
 
 
 FAMILIES = ["bertgen", "bert-slow", "bert-fast", "minilm-json", "gpt2", "roberta"]
-KINDS = {"bertgen": "sentencepiece", "bert-slow": "wordpiece", "bert-fast": "wordpiece", "minilm-json": "wordpiece",
-         "gpt2": "bpe", "roberta": "bpe"}
+KINDS = {
+    "bertgen": "sentencepiece",
+    "bert-slow": "wordpiece",
+    "bert-fast": "wordpiece",
+    "minilm-json": "wordpiece",
+    "gpt2": "bpe",
+    "roberta": "bpe",
+}
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -188,8 +198,29 @@ def test_bert_generation_reference_vectors():
     ids = tok.encode("I was born in 92000, and this is falsé.")
     assert ids == [8, 21, 84, 55, 24, 19, 7, 0, 602, 347, 347, 347, 3, 12, 66, 46, 72, 80, 6, 0, 4]
     tokens = [tok.id_to_token(i) for i in ids]
-    assert tokens == ["▁I", "▁was", "▁b", "or", "n", "▁in", "▁", "<unk>", "2", "0", "0", "0", ",", "▁and", "▁this",
-                      "▁is", "▁f", "al", "s", "<unk>", "."]
+    assert tokens == [
+        "▁I",
+        "▁was",
+        "▁b",
+        "or",
+        "n",
+        "▁in",
+        "▁",
+        "<unk>",
+        "2",
+        "0",
+        "0",
+        "0",
+        ",",
+        "▁and",
+        "▁this",
+        "▁is",
+        "▁f",
+        "al",
+        "s",
+        "<unk>",
+        ".",
+    ]
 
 
 def test_bert_generation_separator_is_one_special_token():
@@ -291,8 +322,9 @@ def test_prepared_tokenizer_saves_what_transformers_reads_back_identically(pair,
     before = ours.batch_encode(TEXTS)
     prepared = ours.for_text(atomic_tokens=["<::::>"], spacing=spacing, clean_up=clean_up)
     assert ours.batch_encode(TEXTS) == before  # the tokenizer it was made from is unchanged
-    assert prepared.for_text(atomic_tokens=["<::::>"], spacing=spacing, clean_up=clean_up).batch_encode(TEXTS) == \
-        prepared.batch_encode(TEXTS)  # applying it twice changes nothing
+    assert prepared.for_text(atomic_tokens=["<::::>"], spacing=spacing, clean_up=clean_up).batch_encode(
+        TEXTS
+    ) == prepared.batch_encode(TEXTS)  # applying it twice changes nothing
     prepared.save(tmp_path)
     reread = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
     assert len(reread) == prepared.vocab_size == len(load_tokenizer(tmp_path))
@@ -306,8 +338,9 @@ def test_prepared_tokenizer_saves_what_transformers_reads_back_identically(pair,
     assert all(s.count(sep) == t.count("<::::>") for s, t in zip(seqs, TEXTS))  # one token, never split
     if spacing == "standard" and name not in ("gpt2", "roberta"):
         # natural text: the family's own pre-tokenisation (the separator aside)
-        assert [s for s, t in zip(prepared.batch_encode(TEXTS), TEXTS) if "<::::>" not in t] == \
-            [s for s, t in zip(before, TEXTS) if "<::::>" not in t]
+        assert [s for s, t in zip(prepared.batch_encode(TEXTS), TEXTS) if "<::::>" not in t] == [
+            s for s, t in zip(before, TEXTS) if "<::::>" not in t
+        ]
 
 
 def test_atomic_tokens_take_a_reserved_row_else_a_new_one(bert_dir, gpt2_dir, roberta_dir, spm_dir, tmp_path):
@@ -345,9 +378,11 @@ def test_exact_and_digit_spacing_keep_every_join_the_metric_sees(bert_dir):
     assert exact.decode(exact.encode(text)) == text.lower()
     digits = bert.for_text(spacing="digits", clean_up=False)
     assert digits.decode(digits.encode(text)) == (
-        "' ' ronnie mitchell ' s ' ' mid - tempo u . s . 1,000 cars , 2019. ( 5-year ) .")
+        "' ' ronnie mitchell ' s ' ' mid - tempo u . s . 1,000 cars , 2019. ( 5-year ) ."
+    )
     assert bert.decode(bert.encode(text)) == (  # the plain tokenizer, with HF's clean-up
-        "''ronnie mitchell's'' mid - tempo u. s. 1, 000 cars, 2019. ( 5 - year ).")
+        "''ronnie mitchell's'' mid - tempo u. s. 1, 000 cars, 2019. ( 5 - year )."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

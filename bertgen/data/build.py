@@ -3,23 +3,38 @@ and evaluation."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bertgen.data.datamodule import DATAMODULES, Seq2SeqDataModule
 from bertgen.errors import ConfigError
+from bertgen.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("bertgen.data")
 
 
-def task_data_dir(task: Mapping[str, Any], data_dir: str | os.PathLike | None, out_dir: str | os.PathLike,
-                  seed: int = 0, existing: str | os.PathLike | None = None) -> Path | None:
-    """``data_dir`` when given; for the synthetic quickstart task the corpus of ``existing`` (a run dir with a
-    ``data/`` folder), else the same corpus written afresh to ``out_dir/data``; None = the task's own source."""
+def task_data_dir(
+    task: Mapping[str, Any],
+    data_dir: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    existing: str | os.PathLike | None = None,
+) -> Path | None:
+    """``data_dir`` when given; splits composed from slices of files (``task.compose_splits``, see
+    `compose_splits`) written to ``out_dir/data``; for the synthetic quickstart task the corpus of ``existing`` (a
+    run dir with a ``data/`` folder), else the same corpus written afresh to ``out_dir/data``; None = the task's own
+    source."""
     if data_dir:
+        if task.get("compose_splits"):
+            log.info("data_dir=%s given: task.compose_splits is not used", data_dir)
         return Path(data_dir)
+    if task.get("compose_splits"):
+        return compose_splits(task["compose_splits"], Path(out_dir) / "data")
     if not task.get("synthetic"):
         return None
     if existing is not None and (Path(existing) / "data").is_dir():
@@ -30,6 +45,118 @@ def task_data_dir(task: Mapping[str, Any], data_dir: str | os.PathLike | None, o
     write_synthetic_fusion(folder, dict(task["synthetic"]), seed=seed)
     log.info("wrote the SYNTHETIC quickstart corpus (seed %s) to %s", seed, folder)
     return folder
+
+
+SLICE = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<start>-?\d*):(?P<stop>-?\d*)\])?$")
+LINE_FORMATS = (".tsv", ".txt", ".jsonl", ".src", ".tgt", ".en", ".de")  # one example per line, no header
+
+
+def parse_slice(spec: str) -> tuple[str, int | None, int | None]:
+    """``"validation.tsv[4000:]"`` -> ``("validation.tsv", 4000, None)``; a bare name is the whole file."""
+    m = SLICE.match(str(spec).strip())
+    if m is None:
+        raise ConfigError(f"compose_splits: bad file slice {spec!r}; expected 'file' or 'file[start:stop]'")
+    start, stop = (int(v) if v not in (None, "") else None for v in (m["start"], m["stop"]))
+    return m["name"].strip(), start, stop
+
+
+def compose_splits(spec: Mapping[str, Any], out: str | os.PathLike) -> Path:
+    """Write a task's splits built from row slices of files into ``out`` and return it.
+
+    ``spec``: ``source_dir`` (where the files are), optional ``hint`` (added to every error, e.g. which environment
+    variable sets ``source_dir``) and ``splits``: split -> list of ``"file"`` / ``"file[start:stop]"`` (Python
+    slices over the file's rows, concatenated in order) written as ``<split><suffix>`` (``train: [tune.tsv,
+    "validation.tsv[:4000]"]`` -> ``train.tsv``), or split -> {output file: list} for paired layouts
+    (``{train.src: [...], train.tgt: [...]}``). Files must hold one example per line without a header (TSV, text,
+    JSONL, line-aligned pairs). ``out/compose.json`` records each source file's sha256, slice and row count; the
+    composed files' content hash is part of the tokenised data's cache key as for any local file. A missing file, a
+    slice past a file's end or selecting nothing, and rows of one file used by two splits are errors."""
+    hint = f" ({spec['hint']})" if spec.get("hint") else ""
+    unknown = sorted(set(spec) - {"source_dir", "splits", "hint"})
+    if unknown:
+        raise ConfigError(f"compose_splits: unknown keys {unknown}; expected source_dir, splits, hint")
+    if not spec.get("source_dir") or not spec.get("splits"):
+        raise ConfigError(f"compose_splits needs source_dir and splits; got {sorted(spec)}")
+    src = Path(spec["source_dir"])
+    if not src.is_dir():
+        raise ConfigError(f"compose_splits.source_dir {str(src)!r} is not a folder{hint}")
+    out = Path(out)
+    manifest: dict[str, Any] = {"source_dir": str(src), "splits": {}}
+    lines_of: dict[Path, list[str]] = {}
+    owner: dict[tuple[Path, int], str] = {}  # (file, row) -> the split that uses it
+    for split, files in dict(spec["splits"]).items():
+        targets = _compose_targets(split, files)
+        manifest["splits"][split] = {}
+        for name, parts in targets.items():
+            rows: list[str] = []
+            used = []
+            for part in parts:
+                fname, start, stop = parse_slice(part)
+                path = src / fname
+                if not path.is_file():
+                    raise ConfigError(f"compose_splits.splits.{split}: no file {str(path)!r}{hint}")
+                if path not in lines_of:
+                    lines_of[path] = path.read_text(encoding="utf-8").splitlines(keepends=True)
+                lines = lines_of[path]
+                n = len(lines)
+                for v in (start, stop):
+                    if v is not None and abs(v) > n:
+                        raise ConfigError(
+                            f"compose_splits.splits.{split}: slice {part!r} is outside {fname}'s {n} rows"
+                        )
+                chosen = lines[start:stop]
+                if not chosen:
+                    raise ConfigError(f"compose_splits.splits.{split}: slice {part!r} of {fname} selects no rows")
+                for row in range(n)[start:stop]:
+                    other = owner.setdefault((path, row), split)
+                    if other != split:
+                        raise ConfigError(
+                            f"compose_splits: row {row} of {fname} is in both {other!r} and {split!r} ({part!r})"
+                        )
+                rows += [line if line.endswith("\n") else line + "\n" for line in chosen]
+                used.append({"file": fname, "slice": [start, stop], "rows": len(chosen), "sha256": _sha256(path)})
+            write_text_atomic(out / name, "".join(rows))
+            manifest["splits"][split][name] = {"rows": len(rows), "from": used}
+    write_json_atomic(out / "compose.json", manifest)
+    log.info(
+        "composed %s in %s",
+        ", ".join(f"{n} ({v['rows']:,} rows)" for s in manifest["splits"].values() for n, v in s.items()),
+        out,
+    )
+    return out
+
+
+def _compose_targets(split: str, files: Any) -> dict[str, list[str]]:
+    if isinstance(files, str):
+        files = [files]
+    if isinstance(files, Mapping):
+        targets = {str(k): [v] if isinstance(v, str) else list(v) for k, v in files.items()}
+    elif isinstance(files, (list, tuple)) and files:
+        suffixes = {Path(parse_slice(f)[0]).suffix for f in files}
+        if len(suffixes) != 1:
+            raise ConfigError(
+                f"compose_splits.splits.{split}: files with different suffixes {sorted(suffixes)}; "
+                "name the output files ({out_name: [files]})"
+            )
+        targets = {f"{split}{suffixes.pop()}": list(files)}
+    else:
+        raise ConfigError(f"compose_splits.splits.{split}: expected a list of files or a mapping; got {files!r}")
+    for name, parts in targets.items():
+        bad = [p for p in [name, *(parse_slice(p)[0] for p in parts)] if Path(p).suffix not in LINE_FORMATS]
+        if bad or not parts:
+            raise ConfigError(
+                f"compose_splits.splits.{split}: {bad or name} not a one-example-per-line format "
+                f"({', '.join(LINE_FORMATS)})"
+            )
+    return targets
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def make_datamodule(
@@ -54,7 +181,9 @@ def make_datamodule(
     over ``batch_size``; ``training=False`` ignores the training fraction (evaluation reads whole splits)."""
     cls = DATAMODULES.get(task.get("datamodule"))
     if cls is None:
-        raise ConfigError(f"task.datamodule: unknown datamodule {task.get('datamodule')!r}; known: {sorted(DATAMODULES)}")
+        raise ConfigError(
+            f"task.datamodule: unknown datamodule {task.get('datamodule')!r}; known: {sorted(DATAMODULES)}"
+        )
     options = dict(task.get("task_options") or {}) if task_options is None else dict(task_options)
     try:
         return cls(

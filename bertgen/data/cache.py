@@ -23,12 +23,15 @@ import shutil
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
+
+from bertgen.data.errors import DataFormatError
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,8 @@ _WORKER: dict[str, Any] = {}
 
 
 # BERT-style WordPiece tokenizers have no bos/eos: they use [CLS]/[SEP] in those roles (the HF warm-starting blog
-# sets decoder_start_token_id=cls and eos_token_id=sep, Hugging Face's warm-starting blog post, 'Leveraging Pre-trained Language Model Checkpoints for Encoder-Decoder Models').
+# sets decoder_start_token_id=cls and eos_token_id=sep: Hugging Face's blog post 'Leveraging Pre-trained Language
+# Model Checkpoints for Encoder-Decoder Models').
 _FALLBACK = {"bos_token_id": "cls_token_id", "eos_token_id": "sep_token_id"}
 
 
@@ -96,12 +100,15 @@ def special_id(tok: Any, attr: str, what: str) -> int:
         value = getattr(tok, name, None) if name else None
         if value is not None:
             return int(value)
-    raise ValueError(f"{what} needs the tokenizer's {attr.removesuffix('_id')} (or {_FALLBACK[attr].removesuffix('_id')}), "
-                     f"but {type(tok).__name__} has neither; set {what}=false or use a tokenizer that defines it")
+    raise ValueError(
+        f"{what} needs the tokenizer's {attr.removesuffix('_id')} (or {_FALLBACK[attr].removesuffix('_id')}), "
+        f"but {type(tok).__name__} has neither; set {what}=false or use a tokenizer that defines it"
+    )
 
 
-def _encode_chunk(pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int,
-                                                             dict[str, int]]:
+def _encode_chunk(
+    pairs: Sequence[tuple[str, str]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int, dict[str, int]]:
     """Encode (source, target) pairs; returns flat ids + lengths per side, the two truncation counts and how many
     targets (whole, before truncation) the target vocabulary cannot represent, by reason (`_target_losses`)."""
     src_tok, tgt_tok, opt = _WORKER["src_tok"], _WORKER["tgt_tok"], _WORKER["options"]
@@ -111,7 +118,9 @@ def _encode_chunk(pairs: Sequence[tuple[str, str]]) -> tuple[np.ndarray, np.ndar
     src_prefix = [_WORKER["bos"]] if opt.add_source_bos else []
     src_suffix = [_WORKER["src_eos"]] if opt.add_source_eos else []
     tgt_suffix = [_WORKER["tgt_eos"]] if opt.add_target_eos else []
-    src, n_src_trunc = _fit(src_tok.batch_encode(sources, add_special_tokens=False), opt.max_source_length, src_prefix, src_suffix)
+    src, n_src_trunc = _fit(
+        src_tok.batch_encode(sources, add_special_tokens=False), opt.max_source_length, src_prefix, src_suffix
+    )
     targets = [p[1] for p in pairs]
     tgt_ids = tgt_tok.batch_encode(targets, add_special_tokens=False)
     losses = _target_losses(tgt_tok, targets, tgt_ids)
@@ -138,7 +147,9 @@ def _fit(seqs: list[list[int]], max_len: int, prefix: list[int], suffix: list[in
     """Truncate the body so that prefix + body + suffix fits ``max_len`` (specials are never cut off)."""
     room = max_len - len(prefix) - len(suffix)
     if room < 1:
-        raise ValueError(f"max length {max_len} leaves no room for text after {len(prefix) + len(suffix)} special tokens")
+        raise ValueError(
+            f"max length {max_len} leaves no room for text after {len(prefix) + len(suffix)} special tokens"
+        )
     truncated = 0
     out = []
     for ids in seqs:
@@ -189,6 +200,7 @@ def build_split(
     chunk_size: int = 1000,
     meta: Callable[[], dict[str, Any]] | None = None,
     text_convention: Any = None,
+    what: str = "",
 ) -> dict[str, Any]:
     """Tokenise ``examples`` ((where, source, target) triples) into ``folder`` (written atomically).
 
@@ -202,8 +214,14 @@ def build_split(
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700: a shared cache must be readable by the group as usual
     _WORKER.update(
-        src_tok=src_tok, tgt_tok=tgt_tok, options=options, convention=text_convention,
+        src_tok=src_tok,
+        tgt_tok=tgt_tok,
+        options=options,
+        convention=text_convention,
         bos=special_id(src_tok, "bos_token_id", "add_source_bos") if options.add_source_bos else None,
         src_eos=special_id(src_tok, "eos_token_id", "add_source_eos") if options.add_source_eos else None,
         tgt_eos=special_id(tgt_tok, "eos_token_id", "add_target_eos") if options.add_target_eos else None,
@@ -253,15 +271,29 @@ def build_split(
         _WORKER.clear()
     for c in cols.values():
         c.close()
+    if n == 0:  # nothing to train or score on: say which input, and leave no empty cache entry behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataFormatError(f"{what or folder}: no examples (an empty file, or every row was invalid and skipped)")
     seconds = time.perf_counter() - start
-    meta = {**(meta() if meta else {}), "examples": n, "truncated_source": n_src_trunc, "truncated_target": n_tgt_trunc,
-            "encode_options": asdict(options), "seconds": round(seconds, 3), "num_proc": num_proc}
+    meta = {
+        **(meta() if meta else {}),
+        "examples": n,
+        "truncated_source": n_src_trunc,
+        "truncated_target": n_tgt_trunc,
+        "encode_options": asdict(options),
+        "seconds": round(seconds, 3),
+        "num_proc": num_proc,
+    }
     if text_convention is not None:
         from bertgen.text import CASE_FOLDED
 
         lost = {r: k for r, k in sorted(losses.items()) if r != CASE_FOLDED}
-        meta.update(text_convention=asdict(text_convention), unrepresentable_target=sum(lost.values()),
-                    unrepresentable_target_reasons=lost, lowercased_target=losses.get(CASE_FOLDED, 0))
+        meta.update(
+            text_convention=asdict(text_convention),
+            unrepresentable_target=sum(lost.values()),
+            unrepresentable_target_reasons=lost,
+            lowercased_target=losses.get(CASE_FOLDED, 0),
+        )
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
     try:
         os.replace(tmp, folder)  # atomic; if another process finished first, keep theirs
@@ -269,7 +301,14 @@ def build_split(
         shutil.rmtree(tmp, ignore_errors=True)
         if not (folder / "meta.json").is_file():
             raise
-    log.info("tokenised %d examples into %s in %.1fs (%.0f ex/s, num_proc=%d)", n, folder, seconds, n / max(seconds, 1e-9), num_proc)
+    log.info(
+        "tokenised %d examples into %s in %.1fs (%.0f ex/s, num_proc=%d)",
+        n,
+        folder,
+        seconds,
+        n / max(seconds, 1e-9),
+        num_proc,
+    )
     return meta
 
 
@@ -311,8 +350,8 @@ class TokenizedSplit:
 
     def ids(self, field: str, i: int) -> np.ndarray:
         data, off = self._ids[field]
-        return data[off[i]: off[i + 1]]
+        return data[off[i] : off[i + 1]]
 
     def text(self, field: str, i: int) -> str:
         data, off = self._text[field]
-        return bytes(data[off[i]: off[i + 1]]).decode("utf-8")
+        return bytes(data[off[i] : off[i + 1]]).decode("utf-8")

@@ -149,10 +149,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokenizer", required=True, help="source tokenizer: folder, vocabulary file or hub id")
     parser.add_argument("--target-tokenizer", help="target tokenizer when it differs (bert2gpt, roberta2gpt)")
     parser.add_argument("--data-dir", help="the task's files in their release layout")
-    parser.add_argument("--data-file", action="append", type=_key_value, default=[], metavar="SPLIT=PATH",
-                        help="one split's file (repeatable)")
-    parser.add_argument("--option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                        help="a task option (repeatable; VALUE is JSON or a string), e.g. max_target_length=512")
+    parser.add_argument(
+        "--data-file",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="SPLIT=PATH",
+        help="one split's file (repeatable)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a task option (repeatable; VALUE is JSON or a string), e.g. max_target_length=512",
+    )
     parser.add_argument("--split", default="validation")
     parser.add_argument("--metrics", help="metrics registry name (default: the task's)")
     parser.add_argument("--max-examples", type=int)

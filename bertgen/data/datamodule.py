@@ -24,22 +24,41 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from bertgen.data.cache import (EncodeOptions, TokenizedSplit, build_split, cache_key, default_cache_dir, hash_files,
-                                tokenizer_fingerprint)
+from bertgen.data.cache import (
+    EncodeOptions,
+    TokenizedSplit,
+    build_split,
+    cache_key,
+    default_cache_dir,
+    hash_files,
+    tokenizer_fingerprint,
+)
 from bertgen.data.collate import Seq2SeqCollator, Seq2SeqDataset
 from bertgen.data.errors import DatasetUnavailableError, InvalidRows
 from bertgen.data.sampler import LengthBucketBatchSampler
-from bertgen.data.tasks import (SPLITS, CNNDailyMailTask, DiscoFuseTask, FileEntry, FilesTask, GigawordTask,
-                                SummaryFiles, Task, WikiSplitTask, WMT14DeEnTask, WMT14EnDeTask, XSumTask)
+from bertgen.data.tasks import (
+    SPLITS,
+    CNNDailyMailTask,
+    DiscoFuseTask,
+    FileEntry,
+    FilesTask,
+    GigawordTask,
+    SummaryFiles,
+    Task,
+    WikiSplitTask,
+    WMT14DeEnTask,
+    WMT14EnDeTask,
+    XSumTask,
+)
 from bertgen.text import TextConvention
 
 log = logging.getLogger(__name__)
@@ -155,8 +174,11 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if self._tokenizers is None:
             convention = self.text_convention
             src = convention.prepare(self._load_tokenizer(self._tokenizer_arg))
-            tgt = (src if self._target_tokenizer_arg is None
-                   else convention.prepare(self._load_tokenizer(self._target_tokenizer_arg)))
+            tgt = (
+                src
+                if self._target_tokenizer_arg is None
+                else convention.prepare(self._load_tokenizer(self._target_tokenizer_arg))
+            )
             self._tokenizers = (src, tgt)
         return self._tokenizers
 
@@ -212,7 +234,8 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if self.data_files:
             if split not in self.data_files:
                 raise DatasetUnavailableError(
-                    f"{self.task.name}: data_files has no '{split}' split (it has {sorted(self.data_files)})")
+                    f"{self.task.name}: data_files has no '{split}' split (it has {sorted(self.data_files)})"
+                )
             entry = self.data_files[split]
             for p in _entry_paths(entry):
                 if not p.exists():
@@ -220,15 +243,18 @@ class Seq2SeqDataModule(L.LightningDataModule):
             return entry
         if self.data_dir is not None:
             if not self.data_dir.is_dir():
-                raise DatasetUnavailableError(f"{self.task.name}: data_dir {self.data_dir} is not a folder. {self.task.layout_help()}")
+                raise DatasetUnavailableError(
+                    f"{self.task.name}: data_dir {self.data_dir} is not a folder. {self.task.layout_help()}"
+                )
             return self.task.find_local(self.data_dir, split)
         return None
 
     def _hub_dataset(self, split: str) -> Any:
         task = self.task
         name = f"'{task.hub_path}'" + (f" (config '{task.hub_config}')" if task.hub_config else "")
-        help_ = (f"Download it where the hub is reachable, or pass data_dir=<folder> with a local copy. "
-                 f"{task.layout_help()}")
+        help_ = (
+            f"Download it where the hub is reachable, or pass data_dir=<folder> with a local copy. {task.layout_help()}"
+        )
         if not task.hub_path:
             raise DatasetUnavailableError(f"{task.name}: no hub dataset; pass data_files={{split: path}}")
         try:
@@ -236,9 +262,15 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
             return datasets.load_dataset(task.hub_path, task.hub_config, split=split)
         except Exception as e:  # offline, unknown repo, script datasets unsupported, ...
-            offline = any(os.environ.get(v, "0") not in ("0", "", "false", "False")
-                          for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-            why = "offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set)" if offline else f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            offline = any(
+                os.environ.get(v, "0") not in ("0", "", "false", "False")
+                for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+            )
+            why = (
+                "offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set)"
+                if offline
+                else f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            )
             raise DatasetUnavailableError(
                 f"{task.name}: cannot load the '{split}' split of {name} from the Hugging Face hub: {why}. {help_}"
             ) from None
@@ -246,8 +278,14 @@ class Seq2SeqDataModule(L.LightningDataModule):
     # ---- preparing / loading ----------------------------------------------------------------------------------
     def _encode_options(self) -> EncodeOptions:
         t = self.task
-        return EncodeOptions(t.max_source_length, t.max_target_length, t.add_source_bos, t.add_source_eos,
-                             t.add_target_eos, tuple(sorted(t.source_replacements.items())))
+        return EncodeOptions(
+            t.max_source_length,
+            t.max_target_length,
+            t.add_source_bos,
+            t.add_source_eos,
+            t.add_target_eos,
+            tuple(sorted(t.source_replacements.items())),
+        )
 
     def _hash(self, paths: list[Path]) -> str:
         """Content hash, remembered per (path, size, mtime) so prepare_data + setup read a big file only once."""
@@ -266,16 +304,28 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 return self.task.read_local(entry, invalid)
         else:
             ds = self._hub_dataset(split)
-            fingerprint = {"hub": self.task.hub_path, "config": self.task.hub_config, "split": split,
-                           "fingerprint": getattr(ds, "_fingerprint", None)}
+            fingerprint = {
+                "hub": self.task.hub_path,
+                "config": self.task.hub_config,
+                "split": split,
+                "fingerprint": getattr(ds, "_fingerprint", None),
+            }
             where = f"{self.task.hub_path}[{split}]"
 
             def examples(invalid: InvalidRows) -> Iterator[tuple[str, str, str]]:
                 return self.task.read_hub_rows(_hub_rows(ds), where, invalid)
+
         src_fp, tgt_fp = self._fingerprints()
-        key = cache_key({"task": self.task.options(), "input": fingerprint, "source_tokenizer": src_fp,
-                         "target_tokenizer": tgt_fp, "encode": self._encode_options().__dict__,
-                         "skip_invalid": self.skip_invalid})
+        key = cache_key(
+            {
+                "task": self.task.options(),
+                "input": fingerprint,
+                "source_tokenizer": src_fp,
+                "target_tokenizer": tgt_fp,
+                "encode": self._encode_options().__dict__,
+                "skip_invalid": self.skip_invalid,
+            }
+        )
         return self.cache_dir / self.task.name / key, examples, {"split": split, "input": where, **fingerprint}
 
     def _ensure_split(self, split: str) -> TokenizedSplit:
@@ -284,10 +334,23 @@ class Seq2SeqDataModule(L.LightningDataModule):
             invalid = InvalidRows(skip=self.skip_invalid)
             src, tgt = self.tokenizers
             log.info("%s/%s: tokenising %s into %s", self.task.name, split, info["input"], folder)
-            build_split(examples(invalid), folder, src, tgt, self._encode_options(), num_proc=self.num_proc,
-                        meta=lambda: {**info, "task": self.task.options(), "invalid": dict(invalid.counts),
-                                      "invalid_first_location": invalid.first_location, "invalid_total": invalid.total},
-                        text_convention=self.text_convention)
+            build_split(
+                examples(invalid),
+                folder,
+                src,
+                tgt,
+                self._encode_options(),
+                num_proc=self.num_proc,
+                meta=lambda: {
+                    **info,
+                    "task": self.task.options(),
+                    "invalid": dict(invalid.counts),
+                    "invalid_first_location": invalid.first_location,
+                    "invalid_total": invalid.total,
+                },
+                text_convention=self.text_convention,
+                what=f"{self.task.name}/{split} ({info['input']})",
+            )
             if invalid.total:
                 log.warning("%s", invalid.summary(f"{self.task.name}/{split}"))
         return TokenizedSplit(folder)
@@ -318,28 +381,45 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     def _record_stats(self, split: str, data: TokenizedSplit, used: int) -> None:
         m = data.meta
-        stats = {"examples": m["examples"], "truncated_source": m["truncated_source"],
-                 "truncated_target": m["truncated_target"], "invalid_rows": m.get("invalid_total", 0)}
+        stats = {
+            "examples": m["examples"],
+            "truncated_source": m["truncated_source"],
+            "truncated_target": m["truncated_target"],
+            "invalid_rows": m.get("invalid_total", 0),
+        }
         if used != m["examples"]:
             stats["examples_used"] = used
         stats.update({f"invalid/{r}": n for r, n in m.get("invalid", {}).items()})
         if "unrepresentable_target" in m:  # the target vocabulary's losses (bertgen.text.representation_losses)
             stats["unrepresentable_target"] = m["unrepresentable_target"]
-            stats.update({f"unrepresentable_target/{r.replace(' ', '_')}": n
-                          for r, n in m["unrepresentable_target_reasons"].items()})
+            stats.update(
+                {
+                    f"unrepresentable_target/{r.replace(' ', '_')}": n
+                    for r, n in m["unrepresentable_target_reasons"].items()
+                }
+            )
             stats["lowercased_target"] = m.get("lowercased_target", 0)
         self.data_stats.update({f"data/{split}/{k}": float(v) for k, v in stats.items()})
         t = self.task
-        log.info("%s/%s: %d examples%s; %d sources truncated to %d tokens, %d targets to %d; %d invalid rows dropped",
-                 t.name, split, m["examples"], f" ({used} used)" if used != m["examples"] else "",
-                 m["truncated_source"], t.max_source_length, m["truncated_target"], t.max_target_length,
-                 stats["invalid_rows"])
+        log.info(
+            "%s/%s: %d examples%s; %d sources truncated to %d tokens, %d targets to %d; %d invalid rows dropped",
+            t.name,
+            split,
+            m["examples"],
+            f" ({used} used)" if used != m["examples"] else "",
+            m["truncated_source"],
+            t.max_source_length,
+            m["truncated_target"],
+            t.max_target_length,
+            stats["invalid_rows"],
+        )
         if m.get("unrepresentable_target"):
             from bertgen.text import describe_losses
 
             lost = describe_losses(m["unrepresentable_target"], m["examples"], m["unrepresentable_target_reasons"])
-            log.warning("%s/%s: %s (the target tokenizer cannot produce them; see bertgen.data.ceiling)", t.name, split,
-                        lost)
+            log.warning(
+                "%s/%s: %s (the target tokenizer cannot produce them; see bertgen.data.ceiling)", t.name, split, lost
+            )
 
     # ---- raw strings ------------------------------------------------------------------------------------------
     def source_text(self, split: str, index: int) -> str:
@@ -354,8 +434,10 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if trainer is None:
             return 1, 0
         if trainer.world_size > 1 and getattr(trainer._accelerator_connector, "use_distributed_sampler", False):
-            raise ValueError("bertgen's batch sampler shards data across ranks itself: "
-                             "create the Trainer with use_distributed_sampler=False")
+            raise ValueError(
+                "bertgen's batch sampler shards data across ranks itself: "
+                "create the Trainer with use_distributed_sampler=False"
+            )
         return trainer.world_size, trainer.global_rank
 
     def _collator(self) -> Seq2SeqCollator:
@@ -367,17 +449,31 @@ class Seq2SeqDataModule(L.LightningDataModule):
         if split not in self.datasets:
             raise RuntimeError(f"split '{split}' is not set up; call setup() with the right stage first")
         world, rank = self._world()
-        max_tokens, batch_size = (self.max_tokens, self.batch_size) if split == "train" else (self.eval_max_tokens, self.eval_batch_size)
-        return LengthBucketBatchSampler(self.datasets[split].lengths(), max_tokens=max_tokens, batch_size=batch_size,
-                                        shuffle=shuffle, seed=self.seed, num_replicas=world, rank=rank,
-                                        pad_to_multiple_of=self.pad_to_multiple_of)
+        max_tokens, batch_size = (
+            (self.max_tokens, self.batch_size) if split == "train" else (self.eval_max_tokens, self.eval_batch_size)
+        )
+        return LengthBucketBatchSampler(
+            self.datasets[split].lengths(),
+            max_tokens=max_tokens,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+        )
 
     def _loader(self, split: str, sampler: LengthBucketBatchSampler) -> DataLoader:
         # A generator of its own: each new iterator draws a worker seed from it, and drawing from torch's global RNG
         # instead would shift the dropout stream of a run resumed at an epoch boundary (not bit-identical).
-        return DataLoader(self.datasets[split], batch_sampler=sampler, collate_fn=self._collator(),
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          generator=torch.Generator().manual_seed(self.seed))
+        return DataLoader(
+            self.datasets[split],
+            batch_sampler=sampler,
+            collate_fn=self._collator(),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
 
     def train_dataloader(self) -> DataLoader:
         self._train_sampler = self._sampler("train", shuffle=True)
@@ -429,12 +525,23 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     # ---- construction -----------------------------------------------------------------------------------------
     @staticmethod
-    def from_files(tokenizer: Any, *, data_files: Mapping[str, Any], source_column: str = "source",
-                   target_column: str = "target", file_format: str | None = None,
-                   task_options: Mapping[str, Any] | None = None, **kwargs: Any) -> "FilesDataModule":
+    def from_files(
+        tokenizer: Any,
+        *,
+        data_files: Mapping[str, Any],
+        source_column: str = "source",
+        target_column: str = "target",
+        file_format: str | None = None,
+        task_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> FilesDataModule:
         """A DataModule over the user's own TSV (with header) / CSV / JSONL / Parquet files with named columns."""
-        opts = {"source_column": source_column, "target_column": target_column, "file_format": file_format,
-                **dict(task_options or {})}
+        opts = {
+            "source_column": source_column,
+            "target_column": target_column,
+            "file_format": file_format,
+            **dict(task_options or {}),
+        }
         return FilesDataModule(tokenizer, data_files=data_files, task_options=opts, **kwargs)
 
 
@@ -487,6 +594,15 @@ class FilesDataModule(Seq2SeqDataModule):
 
 
 DATAMODULES: dict[str, type[Seq2SeqDataModule]] = {
-    m.task_cls.name: m for m in (DiscoFuseDataModule, WikiSplitDataModule, GigawordDataModule, CNNDailyMailDataModule,
-                                 XSumDataModule, WMT14EnDeDataModule, WMT14DeEnDataModule, FilesDataModule)
+    m.task_cls.name: m
+    for m in (
+        DiscoFuseDataModule,
+        WikiSplitDataModule,
+        GigawordDataModule,
+        CNNDailyMailDataModule,
+        XSumDataModule,
+        WMT14EnDeDataModule,
+        WMT14DeEnDataModule,
+        FilesDataModule,
+    )
 }

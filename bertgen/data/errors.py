@@ -35,8 +35,8 @@ class InvalidRows:
     def report(self, where: str, reason: str, detail: str = "") -> None:
         """``where`` is ``"file:line"`` (or ``"hub-id[split] row N"``); ``reason`` a short snake_case key."""
         if not self.skip:
-            msg = f"{where}: {reason.replace('_', ' ')}"
-            raise DataFormatError(f"{msg} ({detail})" if detail else msg + " (pass skip_invalid=True to drop such rows)")
+            msg = f"{where}: {reason.replace('_', ' ')}" + (f" ({detail})" if detail else "")
+            raise DataFormatError(msg + "; pass skip_invalid=true to drop such rows (they are counted by cause)")
         self.counts[reason] += 1
         self.first_location.setdefault(reason, where)
 

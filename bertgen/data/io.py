@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Iterator, Sequence
 from itertools import zip_longest
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from bertgen.data.errors import DataFormatError, InvalidRows
 
@@ -20,18 +21,32 @@ csv.field_size_limit(sys.maxsize)  # CNN/DM articles exceed csv's 128 KiB defaul
 
 
 def iter_lines(path: Path, invalid: InvalidRows) -> Iterator[tuple[int, str | None]]:
-    """Yield ``(line_number, text)`` without the line break; ``text`` is None for a line that is not UTF-8
-    (already reported, so only seen with ``skip_invalid``). Only ``\\n`` (and ``\\r\\n``) break lines, unlike
-    ``str.splitlines``, which would also split on U+2028 and friends inside a sentence."""
+    """Yield ``(line_number, text)`` without the line break; ``text`` is None for a line that is not UTF-8 or holds
+    a NUL byte (already reported, so only seen with ``skip_invalid``). Only ``\\n`` (and ``\\r\\n``) break lines,
+    unlike ``str.splitlines``, which would also split on U+2028 and friends inside a sentence. A UTF-8 byte order
+    mark before the first line is not text; blank lines at the end of the file are not rows (editors add them)."""
+    blank: list[int] = []  # blank lines seen but not yet yielded: dropped if nothing but blanks follows
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             raw = raw.rstrip(b"\n")
             if raw.endswith(b"\r"):
                 raw = raw[:-1]
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                blank.append(lineno)
+                continue
+            for n in blank:
+                yield n, ""
+            blank = []
+            if b"\x00" in raw:
+                invalid.report(f"{path}:{lineno}", "nul_byte", f"a NUL byte at byte {raw.index(0)}")
+                yield lineno, None
+                continue
             try:
                 yield lineno, raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                invalid.report(f"{path}:{lineno}", "invalid_utf8", f"byte {e.start}: {raw[e.start:e.start + 4]!r}")
+                invalid.report(f"{path}:{lineno}", "invalid_utf8", f"byte {e.start}: {raw[e.start : e.start + 4]!r}")
                 yield lineno, None
 
 
@@ -50,13 +65,17 @@ def iter_tsv(
             continue
         fields = line.split("\t")
         if len(fields) != n_cols:
-            invalid.report(f"{path}:{lineno}", "wrong_column_count", f"expected {n_cols} tab-separated fields, found {len(fields)}")
+            invalid.report(
+                f"{path}:{lineno}", "wrong_column_count", f"expected {n_cols} tab-separated fields, found {len(fields)}"
+            )
             continue
         yield f"{path}:{lineno}", fields
 
 
 def iter_csv(path: Path, invalid: InvalidRows, required: Sequence[str]) -> Iterator[tuple[str, dict[str, str]]]:
-    """CSV with a header row; quoted fields may span lines (CNN/DM highlights do). ``where`` is the record's first line."""
+    """CSV with a header row; quoted fields may span lines (CNN/DM highlights do).
+
+    ``where`` is the record's first line."""
     bad_lines: set[int] = set()
 
     def decoded() -> Iterator[str]:
@@ -126,7 +145,11 @@ def iter_parquet(path: Path, invalid: InvalidRows, required: Sequence[str]) -> I
         for values in zip(*cols):
             row += 1
             if any(v is not None and not isinstance(v, str) for v in values):
-                invalid.report(f"{path}:row {row}", "not_a_string", f"columns {list(required)} hold {[type(v).__name__ for v in values]}")
+                invalid.report(
+                    f"{path}:row {row}",
+                    "not_a_string",
+                    f"columns {list(required)} hold {[type(v).__name__ for v in values]}",
+                )
                 continue
             yield f"{path}:row {row}", {c: (v or "") for c, v in zip(required, values)}
 

@@ -17,7 +17,8 @@ Resuming: ``state_dict()`` holds the epoch and how many of this rank's batches w
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Sampler
@@ -62,8 +63,10 @@ class LengthBucketBatchSampler:
         # this class as a torch BatchSampler under trainer.predict.
         longest = self._padded(int(self.lengths.max(initial=0)))
         if max_tokens is not None and longest > max_tokens:
-            raise ValueError(f"max_tokens={max_tokens} is smaller than the longest example ({longest} padded tokens); "
-                             "raise max_tokens or lower the max lengths")
+            raise ValueError(
+                f"max_tokens={max_tokens} is smaller than the longest example ({longest} padded tokens); "
+                "raise max_tokens or lower the max lengths"
+            )
         self.epoch = 0
         self._resume_at = 0  # batches of `epoch` already consumed (set by load_state_dict)
         self._yielded = 0
@@ -133,7 +136,7 @@ class LengthBucketBatchSampler:
 
     def _rank_batches(self) -> list[np.ndarray]:
         if self._cache is None or self._cache[0] != self.epoch:
-            self._cache = (self.epoch, self._all_batches(self.epoch)[self.rank:: self.num_replicas])
+            self._cache = (self.epoch, self._all_batches(self.epoch)[self.rank :: self.num_replicas])
         return self._cache[1]
 
     # ---- sampler protocol -----------------------------------------------------------------------------------------
@@ -157,15 +160,22 @@ class LengthBucketBatchSampler:
     def state_dict(self, batches_done: int | None = None) -> dict[str, Any]:
         """``batches_done`` overrides the count of yielded batches: a DataLoader prefetches ahead of training, so the
         owner that knows how many batches were really consumed (the DataModule) passes it."""
-        return {"epoch": self.epoch, "batches_done": self._yielded if batches_done is None else int(batches_done),
-                "seed": self.seed, "num_replicas": self.num_replicas, "num_examples": len(self.lengths)}
+        return {
+            "epoch": self.epoch,
+            "batches_done": self._yielded if batches_done is None else int(batches_done),
+            "seed": self.seed,
+            "num_replicas": self.num_replicas,
+            "num_examples": len(self.lengths),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for k in ("seed", "num_replicas", "num_examples"):
             mine = self.seed if k == "seed" else self.num_replicas if k == "num_replicas" else len(self.lengths)
             if state.get(k, mine) != mine:
-                raise ValueError(f"cannot resume the batch sampler: checkpoint has {k}={state[k]}, this run has {mine}; "
-                                 "the resumed run would not see exactly the batches it had not seen")
+                raise ValueError(
+                    f"cannot resume the batch sampler: checkpoint has {k}={state[k]}, this run has {mine}; "
+                    "the resumed run would not see exactly the batches it had not seen"
+                )
         self.epoch, done = int(state["epoch"]), int(state["batches_done"])
         self._cache = None
         if done >= len(self._rank_batches()):
@@ -184,7 +194,6 @@ class LengthBucketBatchSampler:
             real += int(ls.sum())
             padded += int(sum(self._padded(int(m)) for m in ls.max(axis=0))) * len(b)
         return real / padded if padded else 1.0
-
 
 
 class _EpochOrder(Sampler[int]):

@@ -20,45 +20,128 @@ import random
 from pathlib import Path
 
 PEOPLE = [
-    ("Anna", "she"), ("Maria", "she"), ("Sofia", "she"), ("Laura", "she"), ("Elena", "she"), ("Clara", "she"),
-    ("Julia", "she"), ("Nora", "she"), ("Hannah", "she"), ("Grace", "she"), ("Alice", "she"), ("Emma", "she"),
-    ("Peter", "he"), ("David", "he"), ("Thomas", "he"), ("Lucas", "he"), ("Martin", "he"), ("Daniel", "he"),
-    ("Oscar", "he"), ("Victor", "he"), ("Samuel", "he"), ("Hugo", "he"), ("Felix", "he"), ("Leo", "he"),
+    ("Anna", "she"),
+    ("Maria", "she"),
+    ("Sofia", "she"),
+    ("Laura", "she"),
+    ("Elena", "she"),
+    ("Clara", "she"),
+    ("Julia", "she"),
+    ("Nora", "she"),
+    ("Hannah", "she"),
+    ("Grace", "she"),
+    ("Alice", "she"),
+    ("Emma", "she"),
+    ("Peter", "he"),
+    ("David", "he"),
+    ("Thomas", "he"),
+    ("Lucas", "he"),
+    ("Martin", "he"),
+    ("Daniel", "he"),
+    ("Oscar", "he"),
+    ("Victor", "he"),
+    ("Samuel", "he"),
+    ("Hugo", "he"),
+    ("Felix", "he"),
+    ("Leo", "he"),
 ]
 GROUPS = ["The students", "The farmers", "The players", "The workers", "The tourists", "The soldiers", "The actors"]
-ROLES = ["a teacher", "a doctor", "a painter", "a lawyer", "a pilot", "an engineer", "a farmer", "a singer",
-         "a writer", "a nurse", "a chef", "a journalist"]
-PLACES = ["The museum", "The bridge", "The station", "The library", "The castle", "The stadium", "The hospital",
-          "The theatre", "The church", "The factory"]
-PLACE_FACTS = ["opened in 1990", "was built in 1875", "was closed last year", "is near the river", "was renovated in 2004",
-               "was designed by a local architect", "attracts many visitors", "was damaged in the war"]
-PLACE_EVENTS = ["hosted a concert", "was sold to the city", "received an award", "was painted white",
-                "became a national monument", "was used as a school"]
+ROLES = [
+    "a teacher",
+    "a doctor",
+    "a painter",
+    "a lawyer",
+    "a pilot",
+    "an engineer",
+    "a farmer",
+    "a singer",
+    "a writer",
+    "a nurse",
+    "a chef",
+    "a journalist",
+]
+PLACES = [
+    "The museum",
+    "The bridge",
+    "The station",
+    "The library",
+    "The castle",
+    "The stadium",
+    "The hospital",
+    "The theatre",
+    "The church",
+    "The factory",
+]
+PLACE_FACTS = [
+    "opened in 1990",
+    "was built in 1875",
+    "was closed last year",
+    "is near the river",
+    "was renovated in 2004",
+    "was designed by a local architect",
+    "attracts many visitors",
+    "was damaged in the war",
+]
+PLACE_EVENTS = [
+    "hosted a concert",
+    "was sold to the city",
+    "received an award",
+    "was painted white",
+    "became a national monument",
+    "was used as a school",
+]
 ACTIONS = [
-    ("moved to London", "found a new job"), ("studied law", "became a judge"), ("lost the match", "trained harder"),
-    ("missed the train", "arrived late"), ("won the election", "became mayor"), ("broke a leg", "stayed at home"),
-    ("wrote a novel", "sold many copies"), ("joined the army", "served in France"), ("bought a farm", "raised sheep"),
-    ("learned to sing", "performed on stage"), ("visited Spain", "learned Spanish"), ("started a company", "hired ten people"),
+    ("moved to London", "found a new job"),
+    ("studied law", "became a judge"),
+    ("lost the match", "trained harder"),
+    ("missed the train", "arrived late"),
+    ("won the election", "became mayor"),
+    ("broke a leg", "stayed at home"),
+    ("wrote a novel", "sold many copies"),
+    ("joined the army", "served in France"),
+    ("bought a farm", "raised sheep"),
+    ("learned to sing", "performed on stage"),
+    ("visited Spain", "learned Spanish"),
+    ("started a company", "hired ten people"),
 ]
 CONTRASTS = [
-    ("was very rich", "lived in a small house"), ("trained every day", "lost the final"), ("was tired", "kept working"),
-    ("studied medicine", "never became a doctor"), ("liked the city", "moved to the country"),
-    ("was born in Italy", "never spoke Italian"), ("was a good player", "rarely scored"),
+    ("was very rich", "lived in a small house"),
+    ("trained every day", "lost the final"),
+    ("was tired", "kept working"),
+    ("studied medicine", "never became a doctor"),
+    ("liked the city", "moved to the country"),
+    ("was born in Italy", "never spoke Italian"),
+    ("was a good player", "rarely scored"),
 ]
 GROUP_CONTRASTS = [
-    ("were very tired", "kept working"), ("trained every day", "lost the final"), ("liked the city", "moved away"),
-    ("were well paid", "went on strike"), ("had little money", "travelled a lot"), ("lost the first game", "won the cup"),
+    ("were very tired", "kept working"),
+    ("trained every day", "lost the final"),
+    ("liked the city", "moved away"),
+    ("were well paid", "went on strike"),
+    ("had little money", "travelled a lot"),
+    ("lost the first game", "won the cup"),
 ]
 CAUSES = [
-    ("stayed at home", "was ill"), ("left early", "had a meeting"), ("won the prize", "worked very hard"),
-    ("sold the car", "needed money"), ("moved to Paris", "loved French art"), ("missed the game", "was travelling"),
+    ("stayed at home", "was ill"),
+    ("left early", "had a meeting"),
+    ("won the prize", "worked very hard"),
+    ("sold the car", "needed money"),
+    ("moved to Paris", "loved French art"),
+    ("missed the game", "was travelling"),
 ]
 CONNECTIVE = {"contrast": ["but", "although"], "cause": ["because"], "result": ["so", "and"]}
 ADVERBIAL = {"contrast": ["However,"], "result": ["Therefore,", "As a result,"], "time": ["Later,", "Meanwhile,"]}
 
-HEADER = ["coherent_first_sentence", "coherent_second_sentence", "incoherent_first_sentence",
-          "incoherent_second_sentence", "discourse_type", "connective_string", "has_coref_type_pronoun",
-          "has_coref_type_nominal"]
+HEADER = [
+    "coherent_first_sentence",
+    "coherent_second_sentence",
+    "incoherent_first_sentence",
+    "incoherent_second_sentence",
+    "discourse_type",
+    "connective_string",
+    "has_coref_type_pronoun",
+    "has_coref_type_nominal",
+]
 
 
 def _cap(s: str) -> str:
@@ -74,26 +157,80 @@ def _example(rng: random.Random) -> list[str]:
         a, b = rng.choice({"contrast": CONTRASTS, "cause": CAUSES, "result": ACTIONS}[rel])
         conn = rng.choice(CONNECTIVE[rel])
         if conn == "although":
-            return [f"Although {name} {a}, {pron} {b}.", "", f"{name} {a}.", f"{name} {b}.", "SINGLE_S_COORD_ANAPHORA", "although", "1.0", "0.0"]
-        return [f"{name} {a}, {conn} {pron} {b}.", "", f"{name} {a}.", f"{name} {b}.", "SINGLE_CONN_INNER_ANAPHORA", conn, "1.0", "0.0"]
+            return [
+                f"Although {name} {a}, {pron} {b}.",
+                "",
+                f"{name} {a}.",
+                f"{name} {b}.",
+                "SINGLE_S_COORD_ANAPHORA",
+                "although",
+                "1.0",
+                "0.0",
+            ]
+        return [
+            f"{name} {a}, {conn} {pron} {b}.",
+            "",
+            f"{name} {a}.",
+            f"{name} {b}.",
+            "SINGLE_CONN_INNER_ANAPHORA",
+            conn,
+            "1.0",
+            "0.0",
+        ]
     if kind == "adverbial":
         rel = rng.choice(list(ADVERBIAL))
         a, b = rng.choice({"contrast": CONTRASTS, "result": ACTIONS, "time": ACTIONS}[rel])
         adv = rng.choice(ADVERBIAL[rel])
-        return [f"{name} {a}.", f"{adv} {pron} {b}.", f"{name} {a}.", f"{name} {b}.", "PAIR_ANAPHORA_FORWARD", adv.rstrip(","), "1.0", "0.0"]
+        return [
+            f"{name} {a}.",
+            f"{adv} {pron} {b}.",
+            f"{name} {a}.",
+            f"{name} {b}.",
+            "PAIR_ANAPHORA_FORWARD",
+            adv.rstrip(","),
+            "1.0",
+            "0.0",
+        ]
     if kind == "anaphora":
         a, b = rng.choice(ACTIONS)
         return [f"{name} {a}.", f"{_cap(pron)} {b}.", f"{name} {a}.", f"{name} {b}.", "PAIR_ANAPHORA", "", "1.0", "0.0"]
     if kind == "relative_person":
         role = rng.choice(ROLES)
         a, _ = rng.choice(ACTIONS)
-        return [f"{name}, who is {role}, {a}.", "", f"{name} {a}.", f"{name} is {role}.", "SINGLE_RELATIVE", "who", "0.0", "0.0"]
+        return [
+            f"{name}, who is {role}, {a}.",
+            "",
+            f"{name} {a}.",
+            f"{name} is {role}.",
+            "SINGLE_RELATIVE",
+            "who",
+            "0.0",
+            "0.0",
+        ]
     if kind == "relative_place":
         place, fact, event = rng.choice(PLACES), rng.choice(PLACE_FACTS), rng.choice(PLACE_EVENTS)
-        return [f"{place}, which {fact}, {event}.", "", f"{place} {event}.", f"{place} {fact}.", "SINGLE_RELATIVE", "which", "0.0", "0.0"]
+        return [
+            f"{place}, which {fact}, {event}.",
+            "",
+            f"{place} {event}.",
+            f"{place} {fact}.",
+            "SINGLE_RELATIVE",
+            "which",
+            "0.0",
+            "0.0",
+        ]
     group = rng.choice(GROUPS)
     a, b = rng.choice(GROUP_CONTRASTS)
-    return [f"{group} {a}, but they {b}.", "", f"{group} {a}.", f"{group} {b}.", "SINGLE_CONN_INNER_ANAPHORA", "but", "1.0", "0.0"]
+    return [
+        f"{group} {a}, but they {b}.",
+        "",
+        f"{group} {a}.",
+        f"{group} {b}.",
+        "SINGLE_CONN_INNER_ANAPHORA",
+        "but",
+        "1.0",
+        "0.0",
+    ]
 
 
 def write_synthetic_fusion(folder: str | Path, sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, Path]:

@@ -5,7 +5,8 @@ released checkpoints, text normalisation); its class attributes say where the da
 local layouts). Everything else (tokenising, caching, batching) is shared and lives in ``cache.py``/``datamodule.py``.
 
 Max lengths and data choices are from the paper (Rothe et al., TACL 2020, sections 2 and 4);
-input conventions from the released checkpoints' model cards (google/roberta2roberta_* and google/bert2bert_* on the Hugging Face hub).
+input conventions from the released checkpoints' model cards (google/roberta2roberta_* and google/bert2bert_* on the
+Hugging Face hub).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Sequence, Union
+from typing import Any, ClassVar, Union
 
 from bertgen.data.errors import DataFormatError, DatasetUnavailableError, InvalidRows
 from bertgen.data.io import iter_csv, iter_jsonl, iter_line_pairs, iter_lines, iter_parquet, iter_tsv
@@ -80,7 +82,9 @@ class Task:
 
     def __post_init__(self) -> None:
         if self.max_source_length < 1 or self.max_target_length < 1:
-            raise ValueError(f"{self.name}: max lengths must be positive, got {self.max_source_length}/{self.max_target_length}")
+            raise ValueError(
+                f"{self.name}: max lengths must be positive, got {self.max_source_length}/{self.max_target_length}"
+            )
         self.hub_path = self.hub_path or self.default_hub_path
         self.hub_config = self.hub_config or self.default_hub_config
         try:
@@ -117,7 +121,7 @@ class Task:
         for s in splits:
             cands = [" + ".join(c) if isinstance(c, tuple) else c for c in self.local_layouts.get(s, ())]
             lines.append(f"{s}: {' or '.join(cands)}")
-        return f"Accepted data_dir layouts for {self.name}: " + "; ".join(lines) + " (or pass data_files={split: path})."
+        return f"Accepted data_dir layouts for {self.name}: " + "; ".join(lines) + "."
 
     def read_local(self, entry: FileEntry, invalid: InvalidRows) -> Iterator[Example]:
         for where, src, tgt in self._read_local(entry, invalid):
@@ -197,9 +201,14 @@ class DiscoFuseTask(Task):
         "test": ["test_balanced.tsv", "wikipedia/test_balanced.tsv", "test.tsv"],
     }
     COLUMNS: ClassVar = (
-        "coherent_first_sentence", "coherent_second_sentence", "incoherent_first_sentence",
-        "incoherent_second_sentence", "discourse_type", "connective_string",
-        "has_coref_type_pronoun", "has_coref_type_nominal",
+        "coherent_first_sentence",
+        "coherent_second_sentence",
+        "incoherent_first_sentence",
+        "incoherent_second_sentence",
+        "discourse_type",
+        "connective_string",
+        "has_coref_type_pronoun",
+        "has_coref_type_nominal",
     )
     source_replacements: dict[str, str] = field(default_factory=lambda: {'"': "`"})
     text_style: str = "tokenized"  # the release is whitespace-tokenised ("Bailey , but the role")
@@ -210,8 +219,12 @@ class DiscoFuseTask(Task):
             yield where, *self._build(f[2], f[3], f[0], f[1])
 
     def hub_example(self, row):
-        return self._build(row["incoherent_first_sentence"], row["incoherent_second_sentence"],
-                           row["coherent_first_sentence"], row["coherent_second_sentence"])
+        return self._build(
+            row["incoherent_first_sentence"],
+            row["incoherent_second_sentence"],
+            row["coherent_first_sentence"],
+            row["coherent_second_sentence"],
+        )
 
     @staticmethod
     def _build(inc1: str, inc2: str, coh1: str, coh2: str) -> tuple[str, str]:
@@ -235,8 +248,12 @@ class WikiSplitTask(Task):
 
     name: ClassVar[str] = "wikisplit"
     default_hub_path: ClassVar[str] = "google-research-datasets/wiki_split"
-    local_layouts: ClassVar = {"train": ["train.tsv"], "validation": ["validation.tsv"], "test": ["test.tsv"],
-                               "tune": ["tune.tsv"]}
+    local_layouts: ClassVar = {
+        "train": ["train.tsv"],
+        "validation": ["validation.tsv"],
+        "test": ["test.tsv"],
+        "tune": ["tune.tsv"],
+    }
     SEPARATOR: ClassVar[str] = f" {SPLIT_SEPARATOR} "
     add_source_bos: bool = True
     add_source_eos: bool = True
@@ -271,8 +288,10 @@ class GigawordTask(Task):
     name: ClassVar[str] = "gigaword"
     default_hub_path: ClassVar[str] = "Harvard/gigaword"
     local_layouts: ClassVar = {
-        s: [(f"{a}.src", f"{a}.tgt") for a in al] + [(f"{a}.src.txt", f"{a}.tgt.txt") for a in al]
-        + [(f"{a}.article.txt", f"{a}.title.txt") for a in al] + [f"{a}.txt" for a in al]
+        s: [(f"{a}.src", f"{a}.tgt") for a in al]
+        + [(f"{a}.src.txt", f"{a}.tgt.txt") for a in al]
+        + [(f"{a}.article.txt", f"{a}.title.txt") for a in al]
+        + [f"{a}.txt" for a in al]
         for s, al in {"train": ["train"], "validation": ["validation", "valid", "dev"], "test": ["test"]}.items()
     }
     max_target_length: int = 32
@@ -295,7 +314,7 @@ class GigawordTask(Task):
             for part in line.split("\t"):
                 m = self._KV.match(part)
                 if m is None:
-                    invalid.report(where, "malformed_key_value", f"field {part[:40]!r} is not key=\"value\"")
+                    invalid.report(where, "malformed_key_value", f'field {part[:40]!r} is not key="value"')
                     break
                 fields[m.group(1)] = m.group(2) if m.group(2) is not None else m.group(3)
             else:
@@ -333,7 +352,11 @@ class CNNDailyMailTask(Task):
     name: ClassVar[str] = "cnn_dailymail"
     default_hub_path: ClassVar[str] = "abisee/cnn_dailymail"
     default_hub_config: ClassVar[str] = "3.0.0"
-    local_layouts: ClassVar = {"train": ["train.csv"], "validation": ["validation.csv", "val.csv"], "test": ["test.csv"]}
+    local_layouts: ClassVar = {
+        "train": ["train.csv"],
+        "validation": ["validation.csv", "val.csv"],
+        "test": ["test.csv"],
+    }
     max_source_length: int = 512
     max_target_length: int = 128
     highlight_separator: str = "\n"
@@ -378,8 +401,10 @@ class XSumTask(Task):
         return super().find_local(data_dir, split)
 
     def layout_help(self, split=None):
-        return (super().layout_help(split)[:-1]
-                + f"; or the release layout bbc-summary-data/<id>.summary + {self.SPLIT_FILE}.")
+        return (
+            super().layout_help(split)[:-1]
+            + f"; or the release layout bbc-summary-data/<id>.summary + {self.SPLIT_FILE}."
+        )
 
     def _read_local(self, entry, invalid):
         if isinstance(entry, Path) and entry.suffix != ".summary" and not entry.is_dir():
@@ -417,7 +442,11 @@ class XSumTask(Task):
             elif current is not None:
                 current.append(line)
         if "FIRST-SENTENCE" not in sections or "RESTBODY" not in sections:
-            invalid.report(f"{path}:1", "missing_field", f"expected [SN]FIRST-SENTENCE[SN] and [SN]RESTBODY[SN], found {sorted(sections)}")
+            invalid.report(
+                f"{path}:1",
+                "missing_field",
+                f"expected [SN]FIRST-SENTENCE[SN] and [SN]RESTBODY[SN], found {sorted(sections)}",
+            )
             return None, None
         body = "\n".join(s.strip() for s in sections["RESTBODY"] if s.strip())
         return " ".join(s.strip() for s in sections["FIRST-SENTENCE"] if s.strip()), body
@@ -426,8 +455,19 @@ class XSumTask(Task):
         return row["document"], row["summary"]
 
 
-_MOSES_ESCAPES = {"&bar;": "|", "&#124;": "|", "&lt;": "<", "&gt;": ">", "&bra;": "[", "&ket;": "]",
-                  "&#91;": "[", "&#93;": "]", "&apos;": "'", "&quot;": '"', "&amp;": "&"}
+_MOSES_ESCAPES = {
+    "&bar;": "|",
+    "&#124;": "|",
+    "&lt;": "<",
+    "&gt;": ">",
+    "&bra;": "[",
+    "&ket;": "]",
+    "&#91;": "[",
+    "&#93;": "]",
+    "&apos;": "'",
+    "&quot;": '"',
+    "&amp;": "&",
+}
 _MOSES_RE = re.compile("|".join(re.escape(k) for k in _MOSES_ESCAPES))
 
 
@@ -460,8 +500,11 @@ class WMT14Task(Task):
     @classmethod
     def _layouts(cls) -> dict[str, list[tuple[str, str]]]:
         onmt = {"train": "train", "validation": "val", "test": "test"}
-        alias = {"train": ["train"], "validation": ["validation", "valid", "dev", "newstest2013"],
-                 "test": ["test", "newstest2014"]}
+        alias = {
+            "train": ["train"],
+            "validation": ["validation", "valid", "dev", "newstest2013"],
+            "test": ["test", "newstest2014"],
+        }
         en_first = cls.source_lang == "en"
         out = {}
         for split, names in alias.items():
@@ -530,7 +573,9 @@ class FilesTask(Task):
         elif fmt == "parquet":
             rows = iter_parquet(path, invalid, cols)
         else:
-            raise DataFormatError(f"{path}: unknown format (suffix {path.suffix!r}); set file_format to one of tsv, csv, jsonl, parquet")
+            raise DataFormatError(
+                f"{path}: unknown format (suffix {path.suffix!r}); set file_format to one of tsv, csv, jsonl, parquet"
+            )
         for where, row in rows:
             yield where, row[cols[0]], row[cols[1]]
 
@@ -548,8 +593,17 @@ class FilesTask(Task):
 
 
 TASKS: dict[str, type[Task]] = {
-    t.name: t for t in (DiscoFuseTask, WikiSplitTask, GigawordTask, CNNDailyMailTask, XSumTask, WMT14EnDeTask,
-                        WMT14DeEnTask, FilesTask)
+    t.name: t
+    for t in (
+        DiscoFuseTask,
+        WikiSplitTask,
+        GigawordTask,
+        CNNDailyMailTask,
+        XSumTask,
+        WMT14EnDeTask,
+        WMT14DeEnTask,
+        FilesTask,
+    )
 }
 
 
@@ -565,4 +619,3 @@ def text_convention(task: Any, options: Mapping[str, Any] | None = None) -> Text
     if not isinstance(task, Task):
         raise TypeError(f"expected a task name, a Task or a DataModule, got {type(task).__name__}")
     return task.text_convention
-

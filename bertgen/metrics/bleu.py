@@ -171,9 +171,14 @@ class SacreBLEU(_CorpusBLEU):
 
         hyp_len, ref_len, matches, totals = self._unpack()
         return BLEU.compute_bleu(
-            matches, totals, hyp_len, ref_len,
-            smooth_method=self.smooth_method, smooth_value=self.smooth_value,
-            effective_order=False, max_ngram_order=self.max_order,
+            matches,
+            totals,
+            hyp_len,
+            ref_len,
+            smooth_method=self.smooth_method,
+            smooth_value=self.smooth_value,
+            effective_order=False,
+            max_ngram_order=self.max_order,
         )
 
     @property
@@ -293,8 +298,9 @@ class NLTKCorpusBLEU(_CorpusBLEU):
     evaluation sets match n-grams of every order, so both give the same number there.
     """
 
-    def __init__(self, *, zero_order: str = "truncate", lowercase: bool = False, max_order: int = MAX_ORDER,
-                 **kwargs) -> None:
+    def __init__(
+        self, *, zero_order: str = "truncate", lowercase: bool = False, max_order: int = MAX_ORDER, **kwargs
+    ) -> None:
         super().__init__(max_order=max_order, **kwargs)
         if zero_order not in ("truncate", "zero"):
             raise ValueError(f"zero_order must be 'truncate' (NLTK 3.2.2) or 'zero' (NLTK >= 3.4), got {zero_order!r}")

@@ -55,10 +55,14 @@ class TaskMetrics(MetricCollection):
             elif isinstance(m, TensorFlowBLEU):
                 sigs[name] = f"tf-official-compute_bleu|case:{'mixed' if m.case_sensitive else 'lc'}|tok:v14-intl"
             elif isinstance(m, NLTKCorpusBLEU):
-                sigs[name] = f"nltk-corpus_bleu|case:{'lc' if m.lowercase else 'mixed'}|tok:whitespace|zero:{m.zero_order}"
+                sigs[name] = (
+                    f"nltk-corpus_bleu|case:{'lc' if m.lowercase else 'mixed'}|tok:whitespace|zero:{m.zero_order}"
+                )
             elif isinstance(m, SARI):
-                sigs[name] = (f"sari|protocol:{m.protocol}|lc:{m.lowercase}|strip_sep:{m.strip_separators}"
-                              f"|beta_del:{m.beta_for_deletion:g}")
+                sigs[name] = (
+                    f"sari|protocol:{m.protocol}|lc:{m.lowercase}|strip_sep:{m.strip_separators}"
+                    f"|beta_del:{m.beta_for_deletion:g}"
+                )
             elif isinstance(m, ROUGE):
                 sigs[name] = f"rouge-score|stem:{m.use_stemmer}|split_sentences:{m.split_sentences}"
         return sigs
@@ -105,6 +109,8 @@ TASK_METRICS: dict[str, tuple[Callable[[], dict[str, Metric]], str]] = {
 def task_metrics(task: str) -> tuple[TaskMetrics, str]:
     """Fresh metrics for ``task`` and the key of its headline metric in ``compute()``."""
     if task not in TASK_METRICS:
-        raise UnknownMetricsError(f"no metrics registered for task {task!r}; known tasks: {', '.join(sorted(TASK_METRICS))}")
+        raise UnknownMetricsError(
+            f"no metrics registered for task {task!r}; known tasks: {', '.join(sorted(TASK_METRICS))}"
+        )
     build, headline = TASK_METRICS[task]
     return TaskMetrics(build()), headline

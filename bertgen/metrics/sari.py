@@ -4,10 +4,12 @@ Rothe et al. (2020) report SARI for DiscoFuse and WikiSplit with tensor2tensor's
 pre/post-processing is most likely the one the same Google group released with LaserTagger
 (``score_main.py`` defaults): lowercase, drop the WikiSplit separator ``" <::::> "``, whitespace tokens,
 deletion **F1** (``beta_for_deletion=1``), and the corpus score is the plain mean of sentence scores.
-That protocol is inferred, not stated in the paper (LaserTagger's `score_main.py` scores with tensor2tensor's `sari_hook.py`; see README.md here).
+That protocol is inferred, not stated in the paper (LaserTagger's `score_main.py` scores with tensor2tensor's
+`sari_hook.py`; see README.md here).
 ``protocol="t2t"`` gives raw ``get_sari_score``: case-sensitive, separators kept, deletion precision.
 
-Written from the definition (tensor2tensor's `sari_hook.py`, `get_sari_score`), not ported line by line: n-grams are sets (each n-gram counts
+Written from the definition (tensor2tensor's `sari_hook.py`, `get_sari_score`), not ported line by line: n-grams are
+sets (each n-gram counts
 once per sequence), a reference only counts for order n if it has at least one n-gram, and the 0/0 cases
 score 1. Integer numerators keep the exact zeros of the Counter version, so results match t2t to ~1e-15.
 """

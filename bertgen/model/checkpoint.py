@@ -1,19 +1,19 @@
 """Hugging Face checkpoint files <-> bertgen parameters.
 
-The explicit name map between `transformers`' state_dict keys (`modeling_bert_generation.py`, `modeling_bert.py`, `modeling_roberta.py`, `modeling_gpt2.py`) and our modules lives here, in
+The explicit name map between `transformers`' state_dict keys (`modeling_bert_generation.py`, `modeling_bert.py`,
+`modeling_roberta.py`, `modeling_gpt2.py`) and our modules lives here, in
 both directions. Loading reports every missing and unexpected key in one log line; writing produces folders that
 `transformers`' `from_pretrained` loads with no missing keys.
 """
 
 from __future__ import annotations
 
-import os
-
 import json
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -112,7 +112,9 @@ def stack_rules(cfg: ModelConfig, with_head: bool) -> list[Rule]:
                 dense="cls.predictions.transform.dense",
                 norm="cls.predictions.transform.LayerNorm",
             ),
-            "roberta": dict(bias="lm_head.bias", weight="lm_head.decoder.weight", dense="lm_head.dense", norm="lm_head.layer_norm"),
+            "roberta": dict(
+                bias="lm_head.bias", weight="lm_head.decoder.weight", dense="lm_head.dense", norm="lm_head.layer_norm"
+            ),
         }[cfg.family]
         rules.append(Rule("head.bias", (head["bias"],), top_level=True))
         if "dense" in head:
@@ -132,8 +134,12 @@ def _tied_head_keys(cfg: ModelConfig) -> tuple[str, ...]:
         "gpt2": (),
     }[cfg.family]
     if cfg.tie_word_embeddings:
-        keys += {"bert-generation": ("lm_head.decoder.weight",), "bert": ("cls.predictions.decoder.weight",),
-                 "roberta": ("lm_head.decoder.weight",), "gpt2": ("lm_head.weight",)}[cfg.family]
+        keys += {
+            "bert-generation": ("lm_head.decoder.weight",),
+            "bert": ("cls.predictions.decoder.weight",),
+            "roberta": ("lm_head.decoder.weight",),
+            "gpt2": ("lm_head.weight",),
+        }[cfg.family]
     return keys
 
 
@@ -146,16 +152,23 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)  # checkpoint keys we did not use
     folded: list[str] = field(default_factory=list)  # notes (e.g. token-type rows folded)
 
-    def extend(self, other: "LoadReport", prefix: str = "") -> None:
+    def extend(self, other: LoadReport, prefix: str = "") -> None:
         self.missing += [prefix + k for k in other.missing]
         self.unexpected += [prefix + k for k in other.unexpected]
         self.folded += other.folded
 
     def log(self, what: str) -> None:
         if self.missing:
-            log.warning("%s: %d parameters not in the checkpoint, newly initialised: %s", what, len(self.missing), _summarise(self.missing))
+            log.warning(
+                "%s: %d parameters not in the checkpoint, newly initialised: %s",
+                what,
+                len(self.missing),
+                _summarise(self.missing),
+            )
         if self.unexpected:
-            log.warning("%s: %d checkpoint tensors not used: %s", what, len(self.unexpected), _summarise(self.unexpected))
+            log.warning(
+                "%s: %d checkpoint tensors not used: %s", what, len(self.unexpected), _summarise(self.unexpected)
+            )
         for note in self.folded:
             log.info("%s: %s", what, note)
         if not self.missing and not self.unexpected:
@@ -202,8 +215,9 @@ def _convert(rule: Rule, tensors: list[torch.Tensor]) -> torch.Tensor:
 VOCAB_PARAMS = ("embed.word.weight", "head.bias", "head.weight")
 
 
-def load_stack(stack: TransformerStack, sd: dict[str, torch.Tensor], body_prefix: str, with_head: bool,
-               grow_vocab: bool = False) -> LoadReport:
+def load_stack(
+    stack: TransformerStack, sd: dict[str, torch.Tensor], body_prefix: str, with_head: bool, grow_vocab: bool = False
+) -> LoadReport:
     """Copy the HF tensors of ``sd`` (keys relative to the model class) into ``stack``; return what did not match.
 
     ``grow_vocab``: the stack's vocabulary may be larger than the checkpoint's (a tokenizer that added tokens, e.g.
@@ -220,13 +234,19 @@ def load_stack(stack: TransformerStack, sd: dict[str, torch.Tensor], body_prefix
             continue
         value = _convert(rule, [sd[k] for k in keys])
         target = params[rule.ours]
-        if (grow_vocab and rule.ours in VOCAB_PARAMS and value.shape[1:] == target.shape[1:]
-                and value.shape[0] < target.shape[0]):
+        if (
+            grow_vocab
+            and rule.ours in VOCAB_PARAMS
+            and value.shape[1:] == target.shape[1:]
+            and value.shape[0] < target.shape[0]
+        ):
             with torch.no_grad():
                 target[: value.shape[0]].copy_(value)
             used.update(keys)
-            report.folded.append(f"{keys[0]}: {value.shape[0]} checkpoint rows, {target.shape[0] - value.shape[0]} "
-                                 f"new rows for added tokens initialised the BERT way")
+            report.folded.append(
+                f"{keys[0]}: {value.shape[0]} checkpoint rows, {target.shape[0] - value.shape[0]} "
+                f"new rows for added tokens initialised the BERT way"
+            )
             continue
         if value.shape != target.shape:
             raise ValueError(
@@ -258,9 +278,11 @@ def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     if pt_index.is_file():
         return _read_sharded(pt_index, loader)
     found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    hint = " (TensorFlow/Flax weights are not supported: convert them with transformers first)" if any(
-        f.endswith((".h5", ".msgpack")) for f in found
-    ) else ""
+    hint = (
+        " (TensorFlow/Flax weights are not supported: convert them with transformers first)"
+        if any(f.endswith((".h5", ".msgpack")) for f in found)
+        else ""
+    )
     raise FileNotFoundError(
         f"no PyTorch weights in {folder}: looked for model.safetensors, model.safetensors.index.json, "
         f"pytorch_model.bin, pytorch_model.bin.index.json; found {found}{hint}"
@@ -286,8 +308,10 @@ def _load_weights_file(path: Path, loader: Callable[[Path], dict]) -> dict[str, 
     except Exception as e:  # noqa: BLE001 - any failure to parse the file means the same thing to the user
         first = (str(e).splitlines() or [""])[0][:200]
         size = path.stat().st_size if path.is_file() else 0
-        raise WeightsFileError(f"{path}: cannot read the weights ({size} bytes; {type(e).__name__}: {first}): the "
-                               f"file is truncated or not a checkpoint; download or export it again") from None
+        raise WeightsFileError(
+            f"{path}: cannot read the weights ({size} bytes; {type(e).__name__}: {first}): the "
+            f"file is truncated or not a checkpoint; download or export it again"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -307,7 +331,9 @@ def _split(rule: Rule, value: torch.Tensor, cfg: ModelConfig) -> list[torch.Tens
     raise AssertionError(rule.kind)
 
 
-def export_stack(stack: TransformerStack, body_prefix: str, with_head: bool, add_pooler: bool = False) -> dict[str, torch.Tensor]:
+def export_stack(
+    stack: TransformerStack, body_prefix: str, with_head: bool, add_pooler: bool = False
+) -> dict[str, torch.Tensor]:
     """HF-named tensors of ``stack`` (contiguous copies, ready for safetensors)."""
     cfg = stack.cfg
     params = dict(stack.named_parameters(remove_duplicate=False))

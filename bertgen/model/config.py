@@ -3,7 +3,8 @@
 `ModelConfig` describes one Transformer stack (an encoder, or a decoder with its LM head). It reads and writes the
 `config.json` of Hugging Face `bert-generation`, `bert`, `roberta` and `gpt2` models; `EncoderDecoderConfig` does the
 same for `encoder-decoder` folders. Fields we do not model are kept in `extra` and written back unchanged, so a
-config survives a load/save round trip (transformers' `configuration_bert_generation.py`, `configuration_roberta.py`, `configuration_gpt2.py`).
+config survives a load/save round trip (transformers' `configuration_bert_generation.py`, `configuration_roberta.py`,
+`configuration_gpt2.py`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class ModelConfig:
 
     @property
     def position_offset(self) -> int:
-        """RoBERTa numbers real tokens from ``pad_token_id + 1`` (transformers' `create_position_ids_from_input_ids`)."""
+        """RoBERTa numbers real tokens from ``pad_token_id + 1`` (`create_position_ids_from_input_ids`)."""
         return self.pad_token_id + 1 if self.family == "roberta" else 0
 
     @property
@@ -78,7 +79,7 @@ class ModelConfig:
         """LM head of a decoder: ``plain`` (E^T + b), ``mlm`` (dense-gelu-LN transform first) or ``gpt2`` (E^T)."""
         return {"bert-generation": "plain", "bert": "mlm", "roberta": "mlm", "gpt2": "gpt2"}[self.family]
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         new = copy.deepcopy(self)
         for k, v in changes.items():
             if not hasattr(new, k):
@@ -89,7 +90,7 @@ class ModelConfig:
 
     # --- Hugging Face config.json ---------------------------------------------------------------------------------
     @classmethod
-    def from_hf_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_hf_dict(cls, d: dict[str, Any]) -> ModelConfig:
         d = dict(d)
         family = d.pop("model_type", None)
         if family is None:
@@ -122,9 +123,23 @@ class ModelConfig:
                     raise ValueError(f"gpt2 config sets {key}={val}: not supported by bertgen")
         else:
             defaults = {
-                "bert-generation": dict(vocab_size=50358, hidden_size=1024, layers=24, heads=16, inter=4096, pad=0, bos=2, eos=1, types=0),
-                "bert": dict(vocab_size=30522, hidden_size=768, layers=12, heads=12, inter=3072, pad=0, bos=None, eos=None, types=2),
-                "roberta": dict(vocab_size=50265, hidden_size=768, layers=12, heads=12, inter=3072, pad=1, bos=0, eos=2, types=2),
+                "bert-generation": dict(
+                    vocab_size=50358, hidden_size=1024, layers=24, heads=16, inter=4096, pad=0, bos=2, eos=1, types=0
+                ),
+                "bert": dict(
+                    vocab_size=30522,
+                    hidden_size=768,
+                    layers=12,
+                    heads=12,
+                    inter=3072,
+                    pad=0,
+                    bos=None,
+                    eos=None,
+                    types=2,
+                ),
+                "roberta": dict(
+                    vocab_size=50265, hidden_size=768, layers=12, heads=12, inter=3072, pad=1, bos=0, eos=2, types=2
+                ),
             }[family]
             pet = d.pop("position_embedding_type", "absolute")
             if pet != "absolute":
@@ -202,11 +217,11 @@ class ModelConfig:
         return self.hidden_dropout_prob if self.embedding_dropout_prob is None else self.embedding_dropout_prob
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> "ModelConfig":
+    def from_json_file(cls, path: str | Path) -> ModelConfig:
         return cls.from_hf_dict(read_json(path))
 
     @classmethod
-    def coerce(cls, cfg: "ModelConfig | dict[str, Any]") -> "ModelConfig":
+    def coerce(cls, cfg: ModelConfig | dict[str, Any]) -> ModelConfig:
         """Accept a `ModelConfig`, a Hugging Face config dict (has ``model_type``) or a dict of our field names."""
         if isinstance(cfg, ModelConfig):
             return copy.deepcopy(cfg)
@@ -240,7 +255,7 @@ class EncoderDecoderConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_hf_dict(cls, d: dict[str, Any]) -> "EncoderDecoderConfig":
+    def from_hf_dict(cls, d: dict[str, Any]) -> EncoderDecoderConfig:
         d = dict(d)
         if d.get("model_type") != "encoder-decoder":
             raise ValueError(f"expected model_type 'encoder-decoder', got {d.get('model_type')!r}")

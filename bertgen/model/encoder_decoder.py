@@ -34,10 +34,14 @@ class ModelOutput:
     encoder_hidden_states: torch.Tensor | None = None
 
 
-def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None) -> torch.Tensor:
+def shift_tokens_right(
+    labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None
+) -> torch.Tensor:
     """Decoder inputs from labels: start token first, labels shifted right by one, -100 replaced by pad."""
     if decoder_start_token_id is None:
-        raise ValueError("decoder_start_token_id is not set: pass it to the model (e.g. the tokenizer's [CLS] or <s> id)")
+        raise ValueError(
+            "decoder_start_token_id is not set: pass it to the model (e.g. the tokenizer's [CLS] or <s> id)"
+        )
     if pad_token_id is None:
         raise ValueError("pad_token_id is not set: pass it to the model")
     out = labels.new_empty(labels.shape)
@@ -48,11 +52,16 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_s
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     return F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, label_smoothing=label_smoothing
+        logits.float().reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=-100,
+        label_smoothing=label_smoothing,
     )
 
 
-def labelled_loss(stack: TransformerStack, hidden: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+def labelled_loss(
+    stack: TransformerStack, hidden: torch.Tensor, labels: torch.Tensor, label_smoothing: float
+) -> torch.Tensor:
     """The same mean cross-entropy as `lm_loss`, projecting only the positions that have a label.
 
     Padding and (for the decoder-only model) the source prefix never reach the (N, V) output projection, which is
@@ -85,12 +94,19 @@ def _grown(cfg: ModelConfig, vocab_size: int | None) -> ModelConfig:
 def _tie_modules(encoder: TransformerStack, decoder: TransformerStack) -> None:
     """bertShare / robertaShare: every encoder parameter *is* the decoder's (decoder-only cross-attention aside)."""
     e, d = encoder.cfg, decoder.cfg
-    same = (e.family, e.hidden_size, e.num_hidden_layers, e.intermediate_size, e.vocab_size, e.max_position_embeddings) == (
-        d.family, d.hidden_size, d.num_hidden_layers, d.intermediate_size, d.vocab_size, d.max_position_embeddings)
+    same = (
+        e.family,
+        e.hidden_size,
+        e.num_hidden_layers,
+        e.intermediate_size,
+        e.vocab_size,
+        e.max_position_embeddings,
+    ) == (d.family, d.hidden_size, d.num_hidden_layers, d.intermediate_size, d.vocab_size, d.max_position_embeddings)
     if not same or e.family == "gpt2":
         raise ValueError(
             "tie_encoder_decoder needs encoder and decoder of the same BERT-family architecture and size "
-            f"(got {e.family} {e.num_hidden_layers}x{e.hidden_size} and {d.family} {d.num_hidden_layers}x{d.hidden_size})"
+            f"(got {e.family} {e.num_hidden_layers}x{e.hidden_size} and "
+            f"{d.family} {d.num_hidden_layers}x{d.hidden_size})"
         )
     encoder.embed = decoder.embed
     for eb, db in zip(encoder.layers, decoder.layers):
@@ -111,7 +127,8 @@ class EncoderDecoder(nn.Module):
         enc_d, dec_d = config.encoder.hidden_size, config.decoder.hidden_size
         self.encoder = TransformerStack(config.encoder)
         self.decoder = TransformerStack(config.decoder)
-        # transformers adds this projection when the hidden sizes differ (`modeling_encoder_decoder.py`: `enc_to_dec_proj`)
+        # transformers adds this projection when the hidden sizes differ (`modeling_encoder_decoder.py`,
+        # `enc_to_dec_proj`)
         self.enc_to_dec_proj = nn.Linear(enc_d, dec_d) if enc_d != dec_d else None
         self.generation_config: dict[str, Any] = {}  # decoding defaults of a loaded checkpoint
         if self.enc_to_dec_proj is not None:
@@ -153,7 +170,7 @@ class EncoderDecoder(nn.Module):
         decoder_overrides: dict[str, Any] | None = None,
         encoder_vocab_size: int | None = None,
         decoder_vocab_size: int | None = None,
-    ) -> "EncoderDecoder":
+    ) -> EncoderDecoder:
         """Build a paper variant from two checkpoints (folder or hub id) or configs (random init).
 
         - ``tie_encoder_decoder``: bertShare / robertaShare (one set of weights; the decoder's cross-attention extra).
@@ -180,7 +197,9 @@ class EncoderDecoder(nn.Module):
         config = EncoderDecoderConfig(
             encoder=enc_cfg,
             decoder=dec_cfg,
-            decoder_start_token_id=decoder_start_token_id if decoder_start_token_id is not None else dec_cfg.bos_token_id,
+            decoder_start_token_id=decoder_start_token_id
+            if decoder_start_token_id is not None
+            else dec_cfg.bos_token_id,
             pad_token_id=pad_token_id if pad_token_id is not None else dec_cfg.pad_token_id,
             eos_token_id=eos_token_id if eos_token_id is not None else dec_cfg.eos_token_id,
             tie_encoder_decoder=tie_encoder_decoder,
@@ -202,7 +221,7 @@ class EncoderDecoder(nn.Module):
         return model
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str | Path, **config_overrides) -> "EncoderDecoder":
+    def from_pretrained(cls, path_or_id: str | Path, **config_overrides) -> EncoderDecoder:
         """Load an `EncoderDecoderModel` folder (transformers' or ours) or hub id; ``config_overrides`` apply to the
         top-level config (e.g. ``decoder_start_token_id``)."""
         folder = resolve_checkpoint(path_or_id, what="encoder-decoder checkpoint")
@@ -218,8 +237,8 @@ class EncoderDecoder(nn.Module):
         return model
 
     def _load_hf_state(self, sd: dict[str, torch.Tensor]) -> ckpt.LoadReport:
-        enc_sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
-        dec_sd = {k[len("decoder."):]: v for k, v in sd.items() if k.startswith("decoder.")}
+        enc_sd = {k[len("encoder.") :]: v for k, v in sd.items() if k.startswith("encoder.")}
+        dec_sd = {k[len("decoder.") :]: v for k, v in sd.items() if k.startswith("decoder.")}
         rest = {k: v for k, v in sd.items() if not k.startswith(("encoder.", "decoder."))}
         dec_body = ckpt.DECODER_BODY_PREFIX[self.config.decoder.family]
         enc_rep = ckpt.load_stack(self.encoder, enc_sd, "", with_head=False)
@@ -260,7 +279,9 @@ class EncoderDecoder(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config.json + model.safetensors in transformers' `EncoderDecoderModel` layout."""
-        save_folder(directory, self.config.to_hf_dict(), "EncoderDecoderModel", self.hf_state_dict(), self.generation_config)
+        save_folder(
+            directory, self.config.to_hf_dict(), "EncoderDecoderModel", self.hf_state_dict(), self.generation_config
+        )
 
     # --- forward -----------------------------------------------------------------------------------------------
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -279,7 +300,9 @@ class EncoderDecoder(nn.Module):
     ) -> torch.Tensor:
         """Decoder logits (B, T, V). With a ``cache`` only the new tokens are passed; ``memory`` may have fewer rows
         than ``decoder_input_ids`` when several hypotheses share a source (rows grouped by source)."""
-        h = self.decoder(decoder_input_ids, decoder_attention_mask, memory, memory_mask, position_ids=position_ids, cache=cache)
+        h = self.decoder(
+            decoder_input_ids, decoder_attention_mask, memory, memory_mask, position_ids=position_ids, cache=cache
+        )
         return self.decoder.logits(h)
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
@@ -288,7 +311,9 @@ class EncoderDecoder(nn.Module):
 
         return generate(self, input_ids, attention_mask, **kwargs)
 
-    def generate_target(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def generate_target(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
         """The generated target of each source, (B, L) led by the decoder start token: the same layout as
         `DecoderOnlyLM.generate_target`, so one function turns both into text (`bertgen.evaluation.generate_text`)."""
         return self.generate(input_ids, attention_mask, **kwargs)
@@ -352,7 +377,7 @@ class DecoderOnlyLM(nn.Module):
         self.generation_config: dict[str, Any] = {}
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str | Path, *, vocab_size: int | None = None, **overrides) -> "DecoderOnlyLM":
+    def from_pretrained(cls, path_or_id: str | Path, *, vocab_size: int | None = None, **overrides) -> DecoderOnlyLM:
         """Load a causal-LM folder or hub id; ``vocab_size`` (the tokenizer's length) grows the word embeddings as in
         `EncoderDecoder.from_encoder_decoder_pretrained`; ``overrides`` are config fields."""
         folder = resolve_checkpoint(path_or_id, what="decoder checkpoint")
@@ -363,7 +388,8 @@ class DecoderOnlyLM(nn.Module):
         body = ckpt.detect_body_prefix(cfg, sd, (ckpt.DECODER_BODY_PREFIX[cfg.family], ""))
         grow = cfg.vocab_size > checkpoint_cfg.vocab_size
         ckpt.load_stack(model.decoder, sd, body, with_head=True, grow_vocab=grow).log(
-            f"DecoderOnlyLM from {path_or_id}")
+            f"DecoderOnlyLM from {path_or_id}"
+        )
         model.generation_config = read_generation_config(folder, cfg.extra)
         return model
 
@@ -372,8 +398,12 @@ class DecoderOnlyLM(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> None:
         """config.json + model.safetensors in the causal-LM layout (`GPT2LMHeadModel` for gpt2)."""
-        arch = {"gpt2": "GPT2LMHeadModel", "bert": "BertLMHeadModel", "roberta": "RobertaForCausalLM",
-                "bert-generation": "BertGenerationDecoder"}[self.config.family]
+        arch = {
+            "gpt2": "GPT2LMHeadModel",
+            "bert": "BertLMHeadModel",
+            "roberta": "RobertaForCausalLM",
+            "bert-generation": "BertGenerationDecoder",
+        }[self.config.family]
         save_folder(directory, self.config.to_hf_dict(), arch, self.hf_state_dict(), self.generation_config)
 
     def forward(
@@ -424,7 +454,9 @@ class DecoderOnlyLM(nn.Module):
         mask = torch.cat([attention_mask, attention_mask.new_zeros(B, 1)], 1).scatter_(1, lens, 1)
         return ids, mask
 
-    def generate_target(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    def generate_target(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
         """Generate the target of each (right-padded) source from the prompt ``source <sep>``; (B, L) led by one
         ``<sep>`` column, the layout of `EncoderDecoder.generate_target`."""
         if attention_mask is None:
@@ -468,9 +500,19 @@ class DecoderOnlyLM(nn.Module):
 
 
 GENERATION_KEYS = (
-    "max_length", "max_new_tokens", "min_length", "num_beams", "length_penalty", "early_stopping",
-    "no_repeat_ngram_size", "decoder_start_token_id", "bos_token_id", "eos_token_id", "pad_token_id",
-    "length_penalty_style", "sep_token_id",
+    "max_length",
+    "max_new_tokens",
+    "min_length",
+    "num_beams",
+    "length_penalty",
+    "early_stopping",
+    "no_repeat_ngram_size",
+    "decoder_start_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "pad_token_id",
+    "length_penalty_style",
+    "sep_token_id",
 )
 
 
@@ -482,8 +524,13 @@ def read_generation_config(folder: Path, config_extra: dict[str, Any]) -> dict[s
     return {k: src[k] for k in GENERATION_KEYS if src.get(k) is not None}
 
 
-def save_folder(directory: str | Path, config: dict[str, Any], architecture: str, tensors: dict[str, torch.Tensor],
-                generation: dict[str, Any]) -> None:
+def save_folder(
+    directory: str | Path,
+    config: dict[str, Any],
+    architecture: str,
+    tensors: dict[str, torch.Tensor],
+    generation: dict[str, Any],
+) -> None:
     """config.json + model.safetensors (+ generation_config.json with the decoding defaults, when there are any)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -31,15 +31,17 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 log = logging.getLogger("bertgen.model.generation")
 
-# transformers' GenerationConfig defaults (`generation/configuration_utils.py`); max_length 20 means "20 new tokens" when nobody set it.
+# transformers' GenerationConfig defaults (`generation/configuration_utils.py`); max_length 20 means "20 new tokens"
+# when nobody set it.
 HF_DEFAULT_MAX_LENGTH = 20
 _NEG = -1.0e9  # transformers' "impossible" beam score; the same constant keeps ties and fp32 rounding identical
 
@@ -103,8 +105,9 @@ def generate(
     if not is_enc_dec and input_ids.shape[1] == 0:
         raise ValueError("the decoder-only model needs a non-empty prompt (start it with the bos token)")
     if model.training:
-        warnings.warn("generate() called on a model in training mode: dropout is active; call model.eval() first",
-                      stacklevel=3)
+        warnings.warn(
+            "generate() called on a model in training mode: dropout is active; call model.eval() first", stacklevel=3
+        )
     s = resolve_settings(
         model,
         prompt_length=1 if is_enc_dec else input_ids.shape[1],
@@ -127,7 +130,7 @@ def generate(
             step, prompt = _decoder_only_stepper(model, input_ids, attention_mask, s)
         search = greedy_search if s.num_beams == 1 else beam_search
         out = search(step, prompt, s)
-    return out if is_enc_dec else out[:, s.prompt_length:]
+    return out if is_enc_dec else out[:, s.prompt_length :]
 
 
 # --- settings ------------------------------------------------------------------------------------------------------
@@ -143,8 +146,14 @@ def text_special_ids(model, **settings: Any) -> tuple[tuple[int, ...], set[int]]
     kw = {**settings, "max_new_tokens": 1, "max_length": None, "min_length": None}
     s = resolve_settings(model, prompt_length=1, **kw)
     cfg = model.config
-    never = {s.pad_token_id, s.decoder_start_token_id, cfg.pad_token_id, getattr(cfg, "decoder_start_token_id", None),
-             getattr(cfg, "bos_token_id", None), getattr(model, "sep_token_id", None)}
+    never = {
+        s.pad_token_id,
+        s.decoder_start_token_id,
+        cfg.pad_token_id,
+        getattr(cfg, "decoder_start_token_id", None),
+        getattr(cfg, "bos_token_id", None),
+        getattr(model, "sep_token_id", None),
+    }
     return s.eos_token_ids, {int(t) for t in never if t is not None}
 
 
@@ -165,12 +174,18 @@ def resolve_settings(model, prompt_length: int, **kw: Any) -> GenerationSettings
         if not eos_ids:
             raise ValueError("neither pad_token_id nor eos_token_id is set: pass pad_token_id to generate()")
         pad = eos_ids[0]
-        log.warning("pad_token_id is not set: padding finished sequences with eos_token_id %d (as transformers does)",
-                    pad)
+        log.warning(
+            "pad_token_id is not set: padding finished sequences with eos_token_id %d (as transformers does)", pad
+        )
     start = None
     if is_enc_dec:
-        start = _first(kw.get("decoder_start_token_id"), gc.get("decoder_start_token_id"), cfg.decoder_start_token_id,
-                       gc.get("bos_token_id"), dec_cfg.bos_token_id)
+        start = _first(
+            kw.get("decoder_start_token_id"),
+            gc.get("decoder_start_token_id"),
+            cfg.decoder_start_token_id,
+            gc.get("bos_token_id"),
+            dec_cfg.bos_token_id,
+        )
         if start is None:
             raise ValueError(
                 "decoder_start_token_id is not set (nor bos_token_id): pass it to generate() or set it in the model "
@@ -194,8 +209,9 @@ def resolve_settings(model, prompt_length: int, **kw: Any) -> GenerationSettings
     P = prompt_length
     if kw.get("max_new_tokens") is not None:
         if kw.get("max_length") is not None:
-            log.warning("both max_new_tokens and max_length given: max_new_tokens=%d takes precedence",
-                        kw["max_new_tokens"])
+            log.warning(
+                "both max_new_tokens and max_length given: max_new_tokens=%d takes precedence", kw["max_new_tokens"]
+            )
         max_len = P + int(kw["max_new_tokens"])
     elif kw.get("max_length") is not None:
         max_len = int(kw["max_length"])
@@ -244,7 +260,7 @@ def length_penalty_denominator(length: int | torch.Tensor, alpha: float, style: 
     """The divisor of the summed log-probability: ``len ** alpha`` (hf) or ``((5 + len) / 6) ** alpha`` (gnmt)."""
     if style == "gnmt":
         return ((5.0 + length) / 6.0) ** alpha
-    return length ** alpha
+    return length**alpha
 
 
 # --- model steppers: next-token logits (N, V) in fp32 for the tokens of this step ------------------------------------
@@ -332,7 +348,7 @@ def ban_ngrams(scores: torch.Tensor, seqs: torch.Tensor, n: int) -> None:
         scores.scatter_(1, seqs, -float("inf"))
         return
     windows = seqs.unfold(1, n, 1)  # (N, L-n+1, n)
-    tail = seqs[:, L - n + 1:]  # (N, n-1)
+    tail = seqs[:, L - n + 1 :]  # (N, n-1)
     hit = (windows[:, :, :-1] == tail[:, None, :]).all(dim=-1)  # (N, L-n+1)
     rows, cols = hit.nonzero(as_tuple=True)
     if rows.numel():
@@ -378,7 +394,8 @@ def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torc
 
     Per step: log_softmax -> processors -> + beam score -> top 2K of (B, K*V); the best K candidates that did not
     stop stay running; stopped candidates among the top K (EOS, or any at max_length) enter the per-source finished
-    list (best K by length-penalised score). A source is done when transformers' early-stop test (`BeamHypotheses.is_done`) passes
+    list (best K by length-penalised score). A source is done when transformers' early-stop test
+    (`BeamHypotheses.is_done`) passes
     (or, with ``early_stopping=True``, when its list is full): its result can no longer change, so unlike
     transformers we drop its beams from the batch.
     """
@@ -450,8 +467,9 @@ def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torc
         # early-stop heuristic (transformers `_check_early_stop_heuristic`)
         hyp_len = L - P if (s.early_stopping == "never" and alpha_positive) else cur_len - P
         best_running = running_scores[:, :1] / lp(hyp_len)
-        worst_finished = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True).values,
-                                     torch.full_like(finished_scores, _NEG))
+        worst_finished = torch.where(
+            is_finished, finished_scores.min(dim=1, keepdim=True).values, torch.full_like(finished_scores, _NEG)
+        )
         open_ = open_ & (best_running > worst_finished).any(dim=-1, keepdim=True)
         done = ~open_[:, 0]
         if s.early_stopping is True:

@@ -16,10 +16,26 @@ from .encoder_decoder import DecoderOnlyLM, EncoderDecoder
 
 # Configs of the public base checkpoints (bert-base-uncased, roberta-base, gpt2 "117M"); paper §3.
 BERT_BASE = ModelConfig(family="bert", vocab_size=30522, type_vocab_size=2, max_position_embeddings=512)
-ROBERTA_BASE = ModelConfig(family="roberta", vocab_size=50265, type_vocab_size=1, max_position_embeddings=514,
-                           layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2)
-GPT2_BASE = ModelConfig(family="gpt2", vocab_size=50257, max_position_embeddings=1024, hidden_act="gelu_new",
-                        layer_norm_eps=1e-5, pad_token_id=None, bos_token_id=50256, eos_token_id=50256)
+ROBERTA_BASE = ModelConfig(
+    family="roberta",
+    vocab_size=50265,
+    type_vocab_size=1,
+    max_position_embeddings=514,
+    layer_norm_eps=1e-5,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+)
+GPT2_BASE = ModelConfig(
+    family="gpt2",
+    vocab_size=50257,
+    max_position_embeddings=1024,
+    hidden_act="gelu_new",
+    layer_norm_eps=1e-5,
+    pad_token_id=None,
+    bos_token_id=50256,
+    eos_token_id=50256,
+)
 # "rnd" sides: a BERT-compatible stack with the vocabulary of the other side (paper §3)
 RND_BERT_VOCAB = ModelConfig(family="bert-generation", vocab_size=30522)
 RND_GPT2_VOCAB = ModelConfig(family="bert-generation", vocab_size=50257)
@@ -44,7 +60,9 @@ def build_variant(name: str, device: str | torch.device = "meta"):
     with torch.device(device):
         if dec is None:
             return DecoderOnlyLM(enc)
-        return EncoderDecoder(EncoderDecoderConfig(encoder=enc, decoder=dec, tie_encoder_decoder=tie, share_embeddings=share))
+        return EncoderDecoder(
+            EncoderDecoderConfig(encoder=enc, decoder=dec, tie_encoder_decoder=tie, share_embeddings=share)
+        )
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -1,7 +1,8 @@
 """The Transformer stack shared by every model in the family: BERT-style post-LN and GPT-2-style pre-LN.
 
 One `TransformerStack` is an encoder (bidirectional) or a decoder (causal self-attention, optional cross-attention,
-LM head). The math follows Hugging Face's eager BertGeneration / BERT / RoBERTa / GPT-2 code (`modeling_bert_generation.py`, `modeling_bert.py`, `modeling_roberta.py`, `modeling_gpt2.py`)
+LM head). The math follows Hugging Face's eager BertGeneration / BERT / RoBERTa / GPT-2 code
+(`modeling_bert_generation.py`, `modeling_bert.py`, `modeling_roberta.py`, `modeling_gpt2.py`)
 so that checkpoints load unchanged and logits agree to fp32 tolerance; attention runs through
 `F.scaled_dot_product_attention`.
 
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .config import ModelConfig
+
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x, approximate="tanh")
@@ -178,9 +180,17 @@ class Attention(nn.Module):
             Bs = k.shape[0]
             if Bs != B:  # n queries rows per source (beam search): fold the beams into the query length
                 n = B // Bs
-                q = q.view(Bs, n, self.n_head, T, self.head_dim).transpose(1, 2).reshape(Bs, self.n_head, n * T, self.head_dim)
+                q = (
+                    q.view(Bs, n, self.n_head, T, self.head_dim)
+                    .transpose(1, 2)
+                    .reshape(Bs, self.n_head, n * T, self.head_dim)
+                )
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-                y = y.view(Bs, self.n_head, n, T, self.head_dim).transpose(1, 2).reshape(B, self.n_head, T, self.head_dim)
+                y = (
+                    y.view(Bs, self.n_head, n, T, self.head_dim)
+                    .transpose(1, 2)
+                    .reshape(B, self.n_head, T, self.head_dim)
+                )
             else:
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         return self.out(y.transpose(1, 2).reshape(B, T, D))
@@ -305,7 +315,8 @@ class TransformerStack(nn.Module):
                     nn.init.normal_(lin.weight, mean=0.0, std=std)
 
     def _init_weights(self, m: nn.Module) -> None:
-        """BERT initialisation (transformers' `BertPreTrainedModel._init_weights`): N(0, initializer_range), zero biases, LayerNorm 1/0."""
+        """BERT initialisation (transformers' `BertPreTrainedModel._init_weights`): N(0, initializer_range), zero
+        biases, LayerNorm 1/0."""
         std = self.cfg.initializer_range
         if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, mean=0.0, std=std)
@@ -331,7 +342,7 @@ class TransformerStack(nn.Module):
     def position_ids(self, input_ids: torch.Tensor, past: int) -> torch.Tensor:
         T = input_ids.shape[1]
         if self.cfg.family == "roberta":
-            # RoBERTa: real tokens count from pad+1, pads sit at pad (transformers' `create_position_ids_from_input_ids`)
+            # RoBERTa: real tokens count from pad+1, pads sit at pad (`create_position_ids_from_input_ids`)
             pad = self.cfg.pad_token_id
             keep = input_ids.ne(pad).long()
             return (torch.cumsum(keep, dim=1) + past) * keep + pad
@@ -359,7 +370,8 @@ class TransformerStack(nn.Module):
                 raise ValueError(f"decoder attention_mask covers {attention_mask.shape[1]} positions, expected {S}")
             allowed = allowed & attention_mask[:, None, None, :].bool()
             # A query whose every visible key is masked (e.g. decoder_start_token_id == pad_token_id hides position
-            # 0) would attend uniformly to *all* keys, future included, as transformers does (`modeling_attn_mask_utils.py`).
+            # 0) would attend uniformly to *all* keys, future included, as transformers does
+            # (`modeling_attn_mask_utils.py`).
             # Let such a row see itself instead, so no position can ever look ahead.
             empty = ~allowed.any(dim=-1, keepdim=True)
             allowed = allowed | (empty & (k_pos == q_pos)[None, None])
@@ -386,7 +398,8 @@ class TransformerStack(nn.Module):
             if past + T + self.cfg.position_offset > self.cfg.max_position_embeddings:
                 raise ValueError(
                     f"{past + T} positions exceed this model's max_position_embeddings="
-                    f"{self.cfg.max_position_embeddings}" + (" (RoBERTa reserves pad+1 of them)" if self.cfg.position_offset else "")
+                    f"{self.cfg.max_position_embeddings}"
+                    + (" (RoBERTa reserves pad+1 of them)" if self.cfg.position_offset else "")
                 )
             position_ids = self.position_ids(input_ids, past)
         x = self.embed(input_ids, position_ids)
