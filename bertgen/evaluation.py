@@ -361,6 +361,8 @@ def _autocast(device: torch.device, precision: str):
         return nullcontext()
     if precision not in ("bf16", "16"):
         raise EvaluationError(f"precision must be 32, bf16 or 16; got {precision!r}")
+    if device.type == "cpu" and precision == "bf16":  # CPU autocast: fast where the CPU has bf16 instructions
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     if device.type != "cuda":
         raise EvaluationError(f"precision={precision} needs a CUDA device (got {device})")
     return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
@@ -393,6 +395,7 @@ class EvaluateOptions:
     seed: int = 0
     num_workers: int = 0
     skip_invalid: bool = False
+    baseline: str | None = None  # a model-free baseline instead of ckpt (bertgen.baselines: copy)
 
 
 def predict(
@@ -448,6 +451,10 @@ def evaluate(opts: EvaluateOptions, out_dir: str | Path) -> RunRecord:
         raise EvaluationError(f"split must be one of {sorted(SPLITS)}; got {opts.split!r}")
     if opts.max_examples is not None and int(opts.max_examples) < 1:
         raise EvaluationError(f"max_examples must be >= 1 or null; got {opts.max_examples}")
+    if opts.baseline:
+        from bertgen.baselines import evaluate_baseline
+
+        return evaluate_baseline(opts.baseline, opts.task, opts.data_dir, opts.split, out_dir, opts.max_examples)
     out_dir = Path(out_dir)
     loaded = load_checkpoint(opts.ckpt, opts.tokenizer, opts.target_tokenizer)
     task = (None if opts.task_given else run_task(loaded, opts.task_overrides)) or opts.task

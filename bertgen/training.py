@@ -229,3 +229,119 @@ def validate_config(c: Mapping[str, Any]) -> None:
         raise ConfigError("trainer.max_steps=-1 with no max_epochs or max_time: the run would never stop")
     if not trainer.get("accumulate_grad_batches"):
         accumulation(c.get("global_batch_size"), c.get("batch_size"), world_size(trainer), c.get("max_tokens"))
+
+
+# ---- the steps of a run, in the order train.py takes them ------------------------------------------------------------
+def setup_process(c: Mapping[str, Any]) -> None:
+    """Threads, seeds, determinism, and Lightning's messages through the entry point's log handlers only."""
+    import lightning as L
+    import torch
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # printed by the app's handlers: not twice
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    if c.get("num_threads"):
+        torch.set_num_threads(int(c["num_threads"]))
+    L.seed_everything(c["seed"], workers=True)
+    if c["deterministic"]:
+        torch.use_deterministic_algorithms(True)
+
+
+def build_module(c: Mapping[str, Any], dm, special: Mapping[str, int | None]):
+    """The `Seq2SeqModule` of the config, checked against the DataModule's tokenizers and length budgets."""
+    from bertgen.checks import check_model_and_data
+    from bertgen.lit_module import Seq2SeqModule
+
+    src_tok, tgt_tok = dm.tokenizers  # prepared for the task's text (e.g. WikiSplit's <::::> as one token)
+    lit = Seq2SeqModule(
+        model=model_spec(c["model"], src_tok, tgt_tok, special),
+        optim=c["optim"],
+        special_tokens=dict(special),
+        generation=c["task"]["generation"],
+        label_smoothing=c["label_smoothing"],
+        gradient_checkpointing=c["gradient_checkpointing"],
+        compile=c["compile"],
+    )
+    check_model_and_data(
+        lit.model,
+        src_tok,
+        tgt_tok,
+        max_source_length=dm.task.max_source_length,
+        max_target_length=dm.task.max_target_length,
+        where=f"model {c['model']['name']}",
+    )
+    log.info("model %s: %.1fM parameters", c["model"]["name"], sum(p.numel() for p in lit.model.parameters()) / 1e6)
+    return lit
+
+
+def make_trainer(c: Mapping[str, Any], trainer_args: dict[str, Any], callbacks: list, loggers: list, run_dir: Path):
+    """``lightning.Trainer`` with the accumulation that keeps the global batch and bertgen's checkpoint IO."""
+    import warnings
+
+    import lightning as L
+
+    from bertgen.checkpoint_io import SafeCheckpointIO
+
+    world = world_size(trainer_args)
+    args = dict(trainer_args)
+    accumulate = args.pop("accumulate_grad_batches", None) or accumulation(
+        c["global_batch_size"], c["batch_size"], world, c["max_tokens"]
+    )
+    args["plugins"] = [SafeCheckpointIO(), *(args.get("plugins") or [])]  # loud writes, weights-only reads
+    per_step = f"{c['max_tokens']} tokens" if c["max_tokens"] else c["batch_size"]
+    log.info("global batch: %s x %d devices x %d accumulation", per_step, world, accumulate)
+    # The DataModule's batch sampler resumes mid-epoch itself (its state is in the checkpoint); Lightning cannot see
+    # that and warns that the dataloader is not resumable.
+    warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+    return L.Trainer(
+        **args,
+        callbacks=callbacks,
+        logger=loggers or False,
+        accumulate_grad_batches=accumulate,
+        deterministic=bool(c["deterministic"]),
+        default_root_dir=str(run_dir),
+    )
+
+
+def training_record(c: Mapping[str, Any], trainer, lit, dm, best_cb, run_dir: Path, test: bool = False):
+    """The run record of a finished fit (and of a test of its best checkpoint when ``test``)."""
+    import torch
+
+    from bertgen.metrics import task_metrics
+    from bertgen.run_record import RunRecord, metrics_by_split
+
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+    global_step = trainer.global_step
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if global_step == 0 and last.is_file():  # spawn strategies train in child processes; the checkpoint knows
+        global_step = int(torch.load(last, map_location="cpu", mmap=True, weights_only=True)["global_step"])
+    test_metrics: dict[str, float] = {}
+    if test:
+        trainer.test(lit, datamodule=dm, ckpt_path="best" if best_cb.best_model_path else None)
+        test_metrics = metrics_by_split({k: float(v) for k, v in trainer.callback_metrics.items()}).get("test", {})
+    task, best = c["task"], best_cb.best_model_score
+    return logged, RunRecord(
+        source="train",
+        task=task["name"],
+        metrics_task=task["metrics"],
+        model=c["model"]["name"],
+        split="validation",
+        metrics=metrics_by_split(logged).get("validation", {}),
+        headline=task_metrics(task["metrics"])[1],
+        test_metrics=test_metrics,
+        train_fraction=float(task["train_fraction"]),
+        best_score=float(best) if best is not None else None,
+        best_checkpoint=best_cb.best_model_path or None,
+        global_step=int(global_step),
+        parameters=sum(p.numel() for p in lit.model.parameters()),
+        data_stats=dict(getattr(dm, "data_stats", {})),
+    )
+
+
+def print_summary(run_dir: Path, record) -> None:
+    """Where the run's outputs are (only those that exist)."""
+    print(f"\nrun dir:      {run_dir}")
+    print(f"metrics:      {run_dir / 'metrics.json'}  (val/{record.headline} best = {record.best_score})")
+    for name, folder in (("predictions", "predictions"), ("model", "model"), ("checkpoints", "checkpoints")):
+        if (run_dir / folder).is_dir():
+            print(f"{name + ':':13s} {run_dir / folder}")

@@ -315,7 +315,7 @@ def test_kill_minus_9_soak_resumes_to_identical_weights(tmp_path):
         f"trainer.max_steps={steps}",
         "export_model=false",
     ]
-    ref = cli("train.py", [*common, f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path)
+    ref = cli("train.py", [*common, f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path, timeout=1200)
     assert ref.returncode == 0, ref.stderr[-2000:]
 
     run, rng, log = tmp_path / "soak", random.Random(0), []
