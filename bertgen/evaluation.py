@@ -451,10 +451,20 @@ def evaluate(opts: EvaluateOptions, out_dir: str | Path) -> RunRecord:
         raise EvaluationError(f"split must be one of {sorted(SPLITS)}; got {opts.split!r}")
     if opts.max_examples is not None and int(opts.max_examples) < 1:
         raise EvaluationError(f"max_examples must be >= 1 or null; got {opts.max_examples}")
-    if opts.baseline:
+    if opts.baseline:  # no model; ckpt=<run dir> (without task=) scores it on that run's task and data
         from bertgen.baselines import evaluate_baseline
 
-        return evaluate_baseline(opts.baseline, opts.task, opts.data_dir, opts.split, out_dir, opts.max_examples)
+        task = opts.task
+        if opts.ckpt and not opts.task_given:
+            run_cfg = run_config(Path(opts.ckpt))
+            if run_cfg is None or "task" not in run_cfg:
+                raise EvaluationError(f"baseline={opts.baseline} ckpt={opts.ckpt}: not a train.py run dir")
+            loaded = LoadedCheckpoint(None, None, None, "run_dir", opts.ckpt, "", Path(opts.ckpt), run_cfg)
+            task = run_task(loaded, opts.task_overrides)
+            data_dir = opts.data_dir or run_cfg.get("data_dir")
+        else:
+            data_dir = opts.data_dir
+        return evaluate_baseline(opts.baseline, task, data_dir, opts.split, out_dir, opts.max_examples)
     out_dir = Path(out_dir)
     loaded = load_checkpoint(opts.ckpt, opts.tokenizer, opts.target_tokenizer)
     task = (None if opts.task_given else run_task(loaded, opts.task_overrides)) or opts.task

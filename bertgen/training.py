@@ -126,6 +126,13 @@ def trainer_arguments(trainer: Mapping[str, Any]) -> dict[str, Any]:
             f"trainer: {', '.join(unknown)} {'is not a' if len(unknown) == 1 else 'are not'} "
             f"lightning.Trainer argument{'s' if len(unknown) > 1 else ''}"
         )
+    strategy = str(args.get("strategy") or "")
+    if strategy.startswith("fsdp") and str(args.get("accelerator")) not in ("gpu", "cuda"):
+        raise ConfigError(
+            f"trainer.strategy={strategy} needs CUDA GPUs (Lightning's FSDPStrategy refuses "
+            f"accelerator={args.get('accelerator')}): use it with trainer=ddp or trainer=multinode; on "
+            "CPU processes use trainer=ddp_cpu (data parallel, full copies)"
+        )
     owned = sorted(set(args) & set(TRAINER_ARGS_SET_BY_RUN) - {"accumulate_grad_batches"})
     if owned:
         raise ConfigError(
