@@ -81,7 +81,7 @@ def compose_splits(spec: Mapping[str, Any], out: str | os.PathLike) -> Path:
     if not src.is_dir():
         raise ConfigError(f"compose_splits.source_dir {str(src)!r} is not a folder{hint}")
     out = Path(out)
-    manifest: dict[str, Any] = {"source_dir": str(src), "splits": {}}
+    manifest: dict[str, Any] = {"source_dir": str(src.resolve()), "splits": {}}
     lines_of: dict[Path, list[str]] = {}
     owner: dict[tuple[Path, int], str] = {}  # (file, row) -> the split that uses it
     for split, files in dict(spec["splits"]).items():
