@@ -4,7 +4,9 @@ these in order."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,7 +50,16 @@ def load_tokenizers(model: Mapping[str, Any], task: Mapping[str, Any], run_dir: 
             from bertgen.data.synthetic import synthetic_texts
 
             opts = dict(spec["train_sentencepiece"])
-            return train_sentencepiece(synthetic_texts(data_dir), output_dir=run_dir / name, **opts)
+            texts = list(synthetic_texts(data_dir))
+            key = hashlib.sha256(json.dumps([opts, texts], sort_keys=True).encode("utf-8")).hexdigest()
+            marker = run_dir / name / "bertgen_trained_on.txt"
+            if marker.is_file() and marker.read_text(encoding="utf-8").strip() == key:
+                # a resumed run keeps the vocabulary it was trained with (never a retrained, possibly other one)
+                log.info("reusing the tokenizer trained for this run in %s", run_dir / name)
+                return load_tokenizer(run_dir / name)
+            tok = train_sentencepiece(texts, output_dir=run_dir / name, **opts)
+            marker.write_text(key + "\n", encoding="utf-8")
+            return tok
         return load_tokenizer(str(spec))
 
     src = one(model.get("tokenizer"), "tokenizer")
