@@ -15,7 +15,7 @@ task's GNMT penalty is timed as a third run (`--no-gnmt` skips it, as --quick do
 Tokens/s = generated tokens (start token and padding excluded, EOS included) / wall seconds. The last line is
 ``ratio bertgen/transformers: <x>x`` (wall clock, same rows, identical ids).
 
-    python benchmarks/generate_trained.py --ckpt /tmp/bertgen_train_e2e/run/model   # a bertgen export
+    python benchmarks/generate_trained.py --ckpt <train_e2e run>/model   # a bertgen export
     python benchmarks/generate_trained.py            # trains one first (train.py, 150 steps), then 1,000 rows
     python benchmarks/generate_trained.py --quick    # a 30-step model, 64 rows: under 3 minutes on 2 cores
 
@@ -28,6 +28,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def main() -> None:
     ap.add_argument(
         "--precision", default="32", choices=["32", "bf16"], help="bf16: autocast for both (evaluate.py precision=bf16)"
     )
-    ap.add_argument("--out", default="/tmp/bertgen_generate_trained")
+    ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "bertgen_generate_trained"))
     args = ap.parse_args()
     args.rows = args.rows or (64 if args.quick else 1000)
     args.train_steps = args.train_steps or (30 if args.quick else 150)

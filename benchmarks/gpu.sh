@@ -8,7 +8,7 @@
 #      transformers' EncoderDecoderModel (SDPA), eager and torch.compile, as tokens/s, MFU (model FLOPs per step /
 #      (step time x the card's dense bf16 peak)) and peak memory; beam-4 decoding vs `generate` (fp32 and bf16);
 #   4. `python train.py experiment=quickstart trainer=gpu`: the offline quickstart on the GPU (bf16-mixed).
-# Results: $OUT (the device tool's output folder) or /tmp/bertgen_gpu: gpu_results.json, gpu_bench.log, quickstart.log.
+# Results: $OUT (the device tool's output folder) or $TMPDIR/bertgen_gpu: gpu_results.json, gpu_bench.log, quickstart.log.
 #
 # usage:
 #   bash benchmarks/gpu.sh [gpu_bench options]   # on the CUDA machine, e.g. --peak-tflops 989 --budget-s 240
@@ -24,7 +24,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 WHEELS=${WHEELS:-.whl}
-RESULTS=${OUT:-/tmp/bertgen_gpu}
+TMP_ROOT=${TMPDIR:-$(dirname "$(mktemp -u)")}
+RESULTS=${OUT:-$TMP_ROOT/bertgen_gpu}
 MODE=run
 case "${1:-}" in
   --fetch-wheels) MODE=fetch; shift ;;
@@ -69,9 +70,9 @@ $PY -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cu
 
 phase "2. bertgen and the benchmark packages"
 if compgen -G "$WHEELS/*.whl" > /dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/bertgen_site \
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$TMP_ROOT/bertgen_site" \
     "$WHEELS"/*.whl
-  export PYTHONPATH="/tmp/bertgen_site:$PWD${PYTHONPATH:+:$PYTHONPATH}"   # bertgen from this checkout
+  export PYTHONPATH="$TMP_ROOT/bertgen_site:$PWD${PYTHONPATH:+:$PYTHONPATH}"   # bertgen from this checkout
 else
   $PY -m pip install -q -e ".[dev]"
 fi

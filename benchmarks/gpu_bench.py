@@ -18,7 +18,7 @@ Beam decoding: bert2bert BERT-base with random weights built in transformers, sa
 weights); 64 sources of 16-128 tokens in batches of 32, beam 4, 64 new tokens, length penalty 0.6; fp32 (token ids
 compared) and bf16 autocast. Random weights never emit EOS, so every hypothesis runs all 64 steps.
 
-    python benchmarks/gpu_bench.py --out /tmp/gpu            # on a CUDA machine (gpu.sh does this)
+    python benchmarks/gpu_bench.py --out <folder>           # on a CUDA machine (gpu.sh does this)
     python benchmarks/gpu_bench.py --dry-run                 # tiny shapes on CPU: checks every code path
 
 Peak bf16 (dense) by card: H100/H200 SXM 989 TFLOP/s, H100 PCIe 756, H100 NVL 835, A100 312; other cards need
@@ -292,7 +292,7 @@ def plan(args) -> list[tuple[str, tuple]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="/tmp/bertgen_gpu", help="gpu_results.json goes here")
+    ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "bertgen_gpu"), help="results folder")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the card's dense bf16 peak (default: by name)")
     ap.add_argument("--budget-s", type=float, default=300.0, help="start no new job after this many seconds")
     ap.add_argument("--steps", type=int, default=10, help="timed training steps per job (median reported)")

@@ -48,6 +48,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -454,7 +455,7 @@ def main() -> None:
         "--dropout", type=float, default=None, help="hidden and attention dropout (default: the experiment's)"
     )
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the experiment's)")
-    ap.add_argument("--out", default="/tmp/bertgen_train_e2e", help="run folders, logs and results")
+    ap.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "bertgen_train_e2e"), help="run folders, logs")
     ap.add_argument("--order", default="transformers,bertgen", help="which side runs first")
     ap.add_argument("--override", action="append", default=[], help="one more train.py override (both sides)")
     ap.add_argument("--profile", type=int, default=0, help="profile this many steps (from the 4th) of each side")
