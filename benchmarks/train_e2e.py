@@ -100,6 +100,7 @@ def prepare(args, out: Path) -> dict:
     overrides = [
         "experiment=mini_wikisplit",
         "model=bert2bert",
+        "model.cross_attention_init=random",  # transformers' (and the paper's) initialisation, on both sides
         f"shared_dir={SHARED}",
         f"task.compose_splits.splits.train=[{','.join(repr(s) for s in preset['train'])}]",
         f"task.compose_splits.splits.validation=[{','.join(repr(s) for s in preset['validation'])}]",

@@ -58,6 +58,7 @@ def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> 
         decoder_overrides=overrides,
         encoder_vocab_size=spec.get("encoder_vocab_size"),
         decoder_vocab_size=spec.get("decoder_vocab_size"),
+        cross_attention_init=spec.get("cross_attention_init") or "random",
         **special_tokens,
     )
 

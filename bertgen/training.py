@@ -87,6 +87,7 @@ def model_spec(model: Mapping[str, Any], src_tok, tgt_tok, special: Mapping[str,
         "pretrained",
         "tie_encoder_decoder",
         "share_embeddings",
+        "cross_attention_init",
         "overrides",
         "encoder_vocab_size",
         "decoder_vocab_size",
@@ -224,6 +225,9 @@ def validate_config(c: Mapping[str, Any]) -> None:
     ):
         _check(key, c.get(key), bool)
     task, optim, trainer = c["task"], c["optim"], c["trainer"]
+    cross_init = (c.get("model") or {}).get("cross_attention_init")
+    if cross_init not in (None, "random", "self_attention"):
+        raise ConfigError(f"model.cross_attention_init={cross_init!r}: expected random or self_attention")
     _check("task.train_fraction", task.get("train_fraction"), num, low=0, low_open=True, high=1)
     _check("task.val_max_examples", task.get("val_max_examples"), int, low=1, optional=True)
     _check("optim.lr", optim.get("lr"), num, low=0, low_open=True, optional=optim.get("name") == "paper")

@@ -58,6 +58,23 @@ def test_new_weights_are_reported_and_bert_initialised(caplog):
     assert m.decoder.layers[0].attn.qkv.weight.std().item() > 0.03
 
 
+def test_cross_attention_can_start_as_the_layers_self_attention(bert2bert):
+    m = EncoderDecoder.from_encoder_decoder_pretrained(
+        MINILM, MINILM, decoder_start_token_id=101, cross_attention_init="self_attention"
+    )
+    D = m.config.decoder.hidden_size
+    for blk in m.decoder.layers:
+        qkv = blk.attn.qkv
+        assert torch.equal(blk.cross.q.weight, qkv.weight[:D]) and torch.equal(blk.cross.kv.bias, qkv.bias[D:])
+        assert torch.equal(blk.cross.out.weight, blk.attn.out.weight)
+        assert torch.equal(blk.cross_norm.weight, blk.attn_norm.weight)
+        assert blk.cross.q.weight.data_ptr() != qkv.weight.data_ptr()  # a copy, trained apart
+    # nothing else changes: the loaded self-attention is the checkpoint's
+    torch.testing.assert_close(m.decoder.layers[0].attn.qkv.weight, bert2bert.decoder.layers[0].attn.qkv.weight)
+    with pytest.raises(ValueError, match="cross_attention_init"):
+        EncoderDecoder.from_encoder_decoder_pretrained(MINILM, MINILM, cross_attention_init="copy")
+
+
 @pytest.mark.parametrize("tie", [False, True])
 def test_from_encoder_decoder_pretrained_equals_transformers(tie, tmp_path):
     tf = pytest.importorskip("transformers")

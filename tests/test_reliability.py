@@ -227,6 +227,7 @@ def test_source_length_above_the_positions_fails_at_start(tmp_path):
         ("label_smoothing=1.5", "label_smoothing=1.5: must be < 1"),
         ("global_batch_size=20", "global_batch_size 20 is not a multiple of batch_size 16"),
         ("+trainer.limt_val_batches=1", "limt_val_batches is not a lightning.Trainer argument"),
+        ("model.cross_attention_init=copy", "model.cross_attention_init='copy': expected random or self_attention"),
     ],
 )
 def test_bad_config_values_fail_before_any_work(tmp_path, override, message):
