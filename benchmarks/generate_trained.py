@@ -15,7 +15,7 @@ task's GNMT penalty is timed as a third run (`--no-gnmt` skips it, as --quick do
 Tokens/s = generated tokens (start token and padding excluded, EOS included) / wall seconds. The last line is
 ``ratio bertgen/transformers: <x>x`` (wall clock, same rows, identical ids).
 
-    python benchmarks/generate_trained.py --ckpt <train_e2e run>/model   # a bertgen export
+    python benchmarks/generate_trained.py --ckpt multirun/mini_wikisplit/a/bert2bert_seed0/model   # a bertgen export
     python benchmarks/generate_trained.py            # trains one first (train.py, 150 steps), then 1,000 rows
     python benchmarks/generate_trained.py --quick    # a 30-step model, 64 rows: under 3 minutes on 2 cores
 
@@ -52,6 +52,7 @@ def train_checkpoint(args, out: Path) -> Path:
         f"hydra.run.dir={run}",
         f"cache_dir={out / 'cache'}",
         f"trainer.max_steps={args.train_steps}",
+        f"optim.warmup_steps={max(1, args.train_steps // 10)}",
         f"task.val_check_interval={args.train_steps}",
         "task.val_max_examples=16",
         "task.compose_splits.splits.validation=['validation.tsv[4000:4100]']",
