@@ -78,7 +78,12 @@ def test_bert2bert_beats_rnd2rnd(tmp_path, shared_dir):
     steps 100 and 200, hence 240. A warm start that stops working (a checkpoint loaded wrongly, a collapsed encoder,
     the cross-attention rule lost) fails the margins."""
     runs = {m: _start(m, tmp_path, shared_dir) for m in ("bert2bert", "rnd2rnd")}
-    b2b, r2r = (_finish(*runs[m], tmp_path) for m in ("bert2bert", "rnd2rnd"))
+    try:
+        b2b, r2r = (_finish(*runs[m], tmp_path) for m in ("bert2bert", "rnd2rnd"))
+    finally:  # a failed first run must not leave the second one training
+        for proc, _ in runs.values():
+            if proc.poll() is None:
+                proc.kill()
     assert b2b.global_step == r2r.global_step == STEPS
     assert b2b.metrics["loss"] < r2r.metrics["loss"] - LOSS_MARGIN, (b2b.metrics, r2r.metrics)
     assert b2b.metrics["sari"] > r2r.metrics["sari"] + SARI_MARGIN, (b2b.metrics, r2r.metrics)
