@@ -16,22 +16,11 @@ produce identical token ids. Needs `transformers` (the reference) installed.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 
 import torch
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from train_e2e import cpu_name  # benchmarks/ helper (this script's folder is on sys.path)
 
 
 def build_models(seed: int, layers: int, hidden: int, heads: int, vocab: int):
