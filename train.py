@@ -29,6 +29,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     from bertgen import training
     from bertgen.callbacks import build_callbacks
+    from bertgen.checkpoints import resolve_resume
     from bertgen.data import make_datamodule, task_data_dir
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -41,7 +42,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     data_dir = task_data_dir(task, c["data_dir"], run_dir, c["seed"])
     src_tok, tgt_tok = training.load_tokenizers(model_cfg, task, run_dir, data_dir)
-    special = training.special_tokens(tgt_tok, decoder_only=model_cfg["kind"] == "decoder_only")
     dm = make_datamodule(
         task,
         src_tok,
@@ -55,13 +55,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         skip_invalid=c["skip_invalid"],
         pad_to_multiple_of=8 if trainer_args.get("accelerator") in ("gpu", "cuda") else None,
     )
-    lit = training.build_module(c, dm, special)  # checked against the tokenizers and lengths before any data work
+    lit = training.build_module(c, dm)  # checked against the tokenizers and lengths before any data work
     dm.prepare_data()  # fails here, at once, when the data is neither local nor downloadable
 
     cb = c["callbacks"]
     callbacks, best_cb = build_callbacks(
         run_dir,
-        metrics_task=task["metrics"],
+        task=task,
         tokenizer=dm.tokenizers[0],
         target_tokenizer=dm.tokenizers[1],
         val_generation=task["val_generation"],
@@ -70,11 +70,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         export_model=c["export_model"],
         lr_monitor=bool(cb["lr_monitor"] and c["logger"]),
         early_stopping=cb.get("early_stopping"),
-        decode_options={"convention": dm.text_convention},
     )
     loggers = [hydra.utils.instantiate(v) for v in (cfg.logger or {}).values()]
     trainer = training.make_trainer(c, trainer_args, callbacks, loggers, run_dir)
-    trainer.fit(lit, datamodule=dm, ckpt_path=training.resolve_ckpt(c["ckpt_path"], run_dir))
+    trainer.fit(lit, datamodule=dm, ckpt_path=resolve_resume(c["ckpt_path"], run_dir))
 
     logged, record = training.training_record(c, trainer, lit, dm, best_cb, run_dir, test=c["test_after_training"])
     if trainer.is_global_zero:

@@ -136,7 +136,7 @@ def prepare(args, out: Path) -> dict:
         rows = [ds[k] for k in range(len(ds))]
         ids[split] = {"source": [r[1].tolist() for r in rows], "target": [r[2].tolist() for r in rows]}
     (out / "ids.json").write_text(json.dumps(ids))
-    special = training.special_tokens(dm.tokenizers[1])
+    special = dm.special_tokens.model_ids()
     o, t = c["optim"], c["trainer"]
     return {
         "overrides": overrides + [f"data_dir={data_dir}", f"cache_dir={cache_dir}", f"hydra.run.dir={out / 'run'}"],

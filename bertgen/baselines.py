@@ -9,7 +9,6 @@ shows the baseline as one more row.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -18,7 +17,7 @@ from typing import Any
 
 from bertgen.errors import BertgenError
 from bertgen.io import write_jsonl_atomic
-from bertgen.run_record import RunRecord
+from bertgen.run_record import RunRecord, package_versions
 
 log = logging.getLogger("bertgen.baselines")
 
@@ -34,13 +33,9 @@ class BaselineError(BertgenError):
 def read_split(task: Mapping[str, Any], data_dir: str | Path, split: str) -> tuple[list[tuple[str, str]], Any]:
     """(source, target) rows of a local split as the task reads them (no tokenizer), and the file entry."""
     from bertgen.data.errors import InvalidRows
-    from bertgen.data.tasks import TASKS
+    from bertgen.data.tasks import make_task
 
-    cls = TASKS.get(task.get("datamodule") or task.get("name"))
-    if cls is None:
-        raise BaselineError(f"baseline: unknown task {task.get('datamodule')!r}; known: {sorted(TASKS)}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    t = cls(**{k: v for k, v in dict(task.get("task_options") or {}).items() if k in names})
+    t = make_task(task, task.get("task_options"))
     entry = t.find_local(Path(data_dir), split)
     return [(src, tgt) for _, src, tgt in t.read_local(entry, InvalidRows(skip=False))], entry
 
@@ -56,10 +51,8 @@ def evaluate_baseline(
     """Score baseline ``name`` on ``split`` of the task's local data (``data_dir``, or ``task.compose_splits``
     materialised into ``out_dir/data``); writes ``out_dir/predictions.jsonl`` and ``out_dir/metrics.json``.
     ``max_examples``: the first N rows in file order."""
-    from bertgen.data import task_data_dir
-    from bertgen.data.cache import hash_files
-    from bertgen.evaluation import package_versions
-    from bertgen.metrics import task_metrics
+    from bertgen.data import task_data_dir, task_metrics
+    from bertgen.io import hash_files
 
     if name not in BASELINES:
         raise BaselineError(f"baseline={name!r}: unknown; known: {', '.join(sorted(BASELINES))}")
@@ -75,7 +68,7 @@ def evaluate_baseline(
     rows, entry = read_split(task, folder, split)
     n_split = len(rows)
     rows = rows[: max_examples or None]
-    metrics, headline = task_metrics(task["metrics"])
+    metrics, headline = task_metrics(task)
     preds = [predict(src) for src, _ in rows]
     metrics.update(preds, [[tgt] for _, tgt in rows], [src for src, _ in rows])
     scores = {k: float(v) for k, v in metrics.compute().items()}
@@ -83,7 +76,6 @@ def evaluate_baseline(
     record = RunRecord(
         source="evaluate",
         task=task["name"],
-        metrics_task=task["metrics"],
         model=model_name,
         split=split,
         headline=headline,

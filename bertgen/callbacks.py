@@ -11,9 +11,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from bertgen.evaluation import generate_text
+from bertgen.data.tasks import task_metrics
+from bertgen.decoding import decode_batch
 from bertgen.io import write_jsonl_atomic
-from bertgen.metrics import task_metrics
 
 log = logging.getLogger("bertgen")
 
@@ -22,15 +22,14 @@ class GenerationEvaluator(L.Callback):
     """Generate during validation (and test), score with the task's metrics, log them and write the predictions.
 
     Args:
-      task: metrics registry name (``bertgen.metrics.task_metrics``).
+      task: the task (name or config) whose metrics score the text (``bertgen.data.tasks.task_metrics``).
       output_dir: predictions go to ``output_dir/predictions/<val|test>_step<N>.jsonl`` (source/target/prediction).
-      tokenizer: the target tokenizer.
+      tokenizer: the target tokenizer as prepared for the task (it carries the task's text convention).
       generation: validation decoding settings over the module's own (``Seq2SeqModule.hparams.generation``, the
         task's full settings, which test uses as they are). Default greedy: ``num_beams=1``.
       every_n_validations: generate on every n-th validation run only (the loss is always computed).
       max_examples: generate for at most this many validation examples per rank (a fixed subset, since the
         validation order is deterministic); None = all. Test always decodes the whole split.
-      decode_options: keyword arguments of `bertgen.text.decode_generated` (the task's text conventions).
     """
 
     def __init__(
@@ -41,7 +40,6 @@ class GenerationEvaluator(L.Callback):
         generation: Mapping[str, Any] | None = None,
         every_n_validations: int = 1,
         max_examples: int | None = None,
-        decode_options: Mapping[str, Any] | None = None,
     ):
         self.task = task
         self.output_dir = Path(output_dir)
@@ -49,7 +47,6 @@ class GenerationEvaluator(L.Callback):
         self.generation = dict(generation or {"num_beams": 1})
         self.every = max(1, int(every_n_validations))
         self.max_examples = max_examples
-        self.decode_options = dict(decode_options or {})
         self.metrics, self.headline = task_metrics(task)
         self._runs = 0
         self._active = False
@@ -65,21 +62,9 @@ class GenerationEvaluator(L.Callback):
     def _batch(self, trainer, pl_module, batch, split: str, settings: Mapping[str, Any], limit: int | None) -> None:
         if limit is not None and self._seen >= limit:
             return
-        dm = trainer.datamodule
-        preds = generate_text(
-            pl_module.model,
-            self.tokenizer,
-            batch["input_ids"],
-            batch["attention_mask"],
-            settings,
-            **self.decode_options,
-        )
-        idx = batch["index"].tolist()
-        sources = [dm.source_text(split, i) for i in idx]
-        targets = [dm.target_text(split, i) for i in idx]
-        self.metrics.update(preds, [[t] for t in targets], sources)
-        self._rows += [{"source": s, "target": t, "prediction": p} for s, t, p in zip(sources, targets, preds)]
-        self._seen += len(idx)
+        rows = decode_batch(pl_module.model, self.tokenizer, batch, trainer.datamodule, split, settings, self.metrics)
+        self._rows += rows.values()
+        self._seen += len(rows)
 
     def _end(self, trainer, pl_module, prefix: str) -> None:
         scores = {k: float(v) for k, v in self.metrics.compute().items()}  # synced across ranks by torchmetrics
@@ -155,7 +140,7 @@ class ExportBestModel(L.Callback):
 def build_callbacks(
     run_dir: str | Path,
     *,
-    metrics_task: str,
+    task,
     tokenizer,
     target_tokenizer,
     val_generation: Mapping[str, Any] | None,
@@ -164,7 +149,6 @@ def build_callbacks(
     export_model: bool = True,
     lr_monitor: bool = True,
     early_stopping: Mapping[str, Any] | None = None,
-    decode_options: Mapping[str, Any] | None = None,
 ) -> tuple[list[L.Callback], Any]:
     """A run's callbacks (``conf/callbacks``) and its best-checkpoint callback.
 
@@ -174,7 +158,7 @@ def build_callbacks(
     """
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-    _, headline = task_metrics(metrics_task)
+    _, headline = task_metrics(task)
     folder = Path(run_dir) / "checkpoints"
     best = ModelCheckpoint(
         dirpath=folder,
@@ -196,13 +180,12 @@ def build_callbacks(
         best,
         last,
         GenerationEvaluator(
-            metrics_task,
+            task,
             run_dir,
             target_tokenizer,
             generation=val_generation,
             every_n_validations=generation_eval.get("every_n_validations", 1),
             max_examples=generation_eval.get("max_examples"),
-            decode_options=decode_options,
         ),
     ]
     if export_model:

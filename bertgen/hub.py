@@ -19,12 +19,24 @@ from pathlib import Path
 
 from bertgen.errors import BertgenError
 
+# Any of these set (to anything but 0/false/no/off) means: fetch nothing, use what is local or cached.
+OFFLINE_ENVS = ("BERTGEN_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+
+
+def offline_variables() -> list[str]:
+    """The offline switches that are set (empty: online). The one rule for every download bertgen does."""
+    return [v for v in OFFLINE_ENVS if os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no", "off")]
+
+
+def is_offline() -> bool:
+    return bool(offline_variables())
+
 
 class CheckpointNotFoundError(BertgenError, FileNotFoundError):
     """A checkpoint folder or hub id that cannot be resolved to local files."""
 
 
-# What bertgen reads from a checkpoint folder (bertgen.model.checkpoint.read_weights, bertgen.tokenization).
+# What bertgen reads from a checkpoint folder (bertgen.model.hf_weights.read_weights, bertgen.tokenization).
 CONFIG_FILES = ("config.json", "generation_config.json")
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -74,7 +86,7 @@ def _looks_like_hub_id(name: str) -> bool:
     return 1 <= len(parts) <= 2 and all(p and not p.startswith(".") for p in parts) and "\\" not in name
 
 
-def resolve_checkpoint(
+def fetch_folder(
     path_or_id: str | os.PathLike,
     *,
     allow_patterns: Sequence[str] | None = None,
@@ -115,9 +127,11 @@ def resolve_checkpoint(
             local = snapshot_download(repo_id=name, allow_patterns=patterns, local_files_only=True)
     except Exception as e:  # network errors, offline mode, unknown repo, gated repo...
         reason = type(e).__name__
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        offline = offline_variables()
         where = (
-            "offline mode (HF_HUB_OFFLINE is set)" if offline else "the hub could not be reached or has no such repo"
+            f"offline mode ({' / '.join(offline)} set)"
+            if offline
+            else "the hub could not be reached or has no such repo"
         )
         raise CheckpointNotFoundError(
             f"could not download {what} '{name}' from the Hugging Face hub: {where} ({reason}). {hint}"

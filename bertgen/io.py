@@ -1,12 +1,40 @@
-"""Atomic file writes: a crash or a failed write never leaves a half-written file, and a failure is raised."""
+"""Files: atomic writes (a crash or a failed write never leaves a half-written file, and a failure is raised) and
+content hashes (the one helper behind checksums, cache keys and dataset fingerprints)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+_BLOCK = 1 << 20
+
+
+def _update(h: Any, path: Path) -> None:
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_BLOCK), b""):
+            h.update(block)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of one file's bytes (what published checksums are)."""
+    h = hashlib.sha256()
+    _update(h, Path(path))
+    return h.hexdigest()
+
+
+def hash_files(paths: Iterable[str | os.PathLike]) -> str:
+    """One content hash of several files, names included, in the given order; a folder hashes its files in sorted
+    order (a cache key: any change to any file's bytes or name changes it)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in map(Path, paths):
+        for f in sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]:
+            h.update(str(f.name).encode() + b"\0")
+            _update(h, f)
+    return h.hexdigest()
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

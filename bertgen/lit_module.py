@@ -81,7 +81,7 @@ def describe_model(model: EncoderDecoder | DecoderOnlyLM) -> dict[str, Any]:
 
 
 class Seq2SeqModule(L.LightningModule):
-    """Training and validation loss, lr and tokens/s logging, optimiser and schedule, generation.
+    """Training and validation loss, lr and tokens/s logging, optimiser and schedule (generation: ``bertgen.decoding``).
 
     Args:
       model: the model spec (see `build_model`); ignored when ``model_config`` is given.
@@ -187,18 +187,6 @@ class Seq2SeqModule(L.LightningModule):
 
     def test_step(self, batch, batch_idx):
         return self._eval_step(batch, self.test_loss, "test/loss")
-
-    # --- generation -----------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def generate(self, batch: dict[str, torch.Tensor], **overrides) -> torch.Tensor:
-        """Generated target ids of each source, led by one start column (`EncoderDecoder.generate_target`)."""
-        settings = {**(self.hparams.generation or {}), **overrides}
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return self.model.generate_target(batch["input_ids"], batch["attention_mask"], **settings)
-        finally:
-            self.model.train(was_training)
 
     # --- optimisation ---------------------------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -1,9 +1,10 @@
 """Collect runs' ``metrics.json`` into the paper's tables: ``python -m bertgen.report <run dirs | multirun dir>``.
 
 Reads the run records (`bertgen.run_record.RunRecord`, ``metrics.json``) that train.py and evaluate.py write,
-groups them by task into the layout of
-Rothe et al. (TACL 2020) Tables 2-5 and prints each run's scores with the paper's published number beside it
-(`bertgen.paper_tables`). Runs of other tasks (e.g. the synthetic quickstart) go to a plain "other runs" table.
+groups them by task into the layout of the
+paper's tables (the tables the tasks declare a part of: Rothe et al. TACL 2020, Tables 2-5) and prints each run's
+scores with the paper's published number beside it (`bertgen.paper_tables`). Runs of other tasks (e.g. the
+synthetic quickstart) go to a plain "other runs" table.
 Writes ``report.md`` and, when matplotlib is installed (``pip install bertgen[report]``), ``report.png`` to ``--out``.
 
 Rows are (model, size, split): several runs of one setup (seeds) are averaged and shown as ``mean ±std (n=k)``.
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bertgen.errors import BertgenError
-from bertgen.paper_tables import SOURCE, TABLES, PaperTable, split_model_name
+from bertgen.paper_tables import SOURCE, PaperTable, paper_tables, split_model_name
 from bertgen.run_record import FILE_NAME as METRICS_FILE
 from bertgen.run_record import RunRecord, RunRecordError
 
@@ -81,8 +82,7 @@ def load_run(path: Path) -> RunResult:
             f"(did the run validate with generation?)"
         )
     model_key, size = split_model_name(rec.model)
-    if rec.size in ("base", "large"):
-        size = rec.size
+    size = rec.size or size  # what the model was (base, large, 6L-384H), when the record says
     files = tuple(str(f) for f in (rec.dataset or {}).get("files", ()))
     return RunResult(
         Path(path), rec.source, rec.task, model_key, size, split, float(rec.train_fraction), metrics, files
@@ -98,58 +98,44 @@ class Column:
     task: str  # which task's runs fill it
     metric: str  # key in the run's metrics
     fraction: float = 1.0
-    test_set: str | None = None  # Table 4: "2014" | "2016"
+    test_set: str | None = None  # a string the evaluated files' names contain; None: the task's default test set
+    test_sets: tuple[str, ...] = ()  # every test set the table names for this task
 
     def accepts(self, run: RunResult) -> bool:
         if run.task != self.task or abs(run.train_fraction - self.fraction) > 1e-9 or self.metric not in run.metrics:
             return False
-        return self.test_set is None or _wmt_test_set(run) == self.test_set
-
-
-def _wmt_test_set(run: RunResult) -> str:
-    return "2016" if any("2016" in f for f in run.data_files) else "2014"
+        found = next((t for t in self.test_sets if any(t in f for f in run.data_files)), None)
+        return found == self.test_set
 
 
 def _pct(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
-def columns_for(table: int, runs: Sequence[RunResult]) -> list[Column]:
-    """The paper's columns for ``table``; Table 2 adds a SARI column per extra training fraction present (the paper's
-    10% / 1%, or any other), Table 4 shows the newstest2016 columns only when such runs exist."""
-    if table == 2:
-        cols = [Column("100% Exact", "discofuse", "exact"), Column("100% SARI", "discofuse", "sari")]
-        fractions = sorted(
-            {r.train_fraction for r in runs if r.task == "discofuse" and r.train_fraction != 1.0}, reverse=True
-        )
-        return cols + [Column(f"{_pct(f)} SARI", "discofuse", "sari", f) for f in fractions]
-    if table == 3:
-        return [
-            Column("Exact", "wikisplit", "exact"),
-            Column("SARI", "wikisplit", "sari"),
-            Column("BLEU", "wikisplit", "bleu"),
-        ]
-    if table == 4:
-        cols = []
-        for year in ("2014", "2016"):
-            for task, arrow in (("wmt14_en_de", "En→De"), ("wmt14_de_en", "De→En")):
-                cols.append(Column(f"nt{year} {arrow}", task, "bleu", test_set=year))
-        return [c for c in cols if c.test_set == "2014" or any(c.accepts(r) for r in runs)]
-    if table == 5:
-        return [
-            Column(f"{label} {name}", task, metric)
-            for task, label in (("gigaword", "Giga"), ("cnn_dailymail", "CNN/DM"), ("xsum", "XSum"))
-            for name, metric in (("R-1", "rouge1"), ("R-2", "rouge2"), ("R-L", "rougeL"))
-        ]
-    raise ValueError(f"no paper table {table}")
+def columns_for(paper: PaperTable, runs: Sequence[RunResult]) -> list[Column]:
+    """The paper's columns of a table: every column a task declares, an ``optional`` one only when a run fills it,
+    and for a ``by_fraction`` column one more column per other training fraction the runs have (Table 2's 10% and
+    1%, or any other)."""
+    test_sets: dict[str, set[str]] = {}
+    for c in paper.columns:
+        if c.spec.test_set:
+            test_sets.setdefault(c.task, set()).add(c.spec.test_set)
 
+    def column(task: str, name: str, metric: str, fraction: float, test_set: str | None) -> Column:
+        return Column(name, task, metric, fraction, test_set, tuple(sorted(test_sets.get(task, ()))))
 
-TABLE_TASKS = {
-    2: {"discofuse"},
-    3: {"wikisplit"},
-    4: {"wmt14_en_de", "wmt14_de_en"},
-    5: {"gigaword", "cnn_dailymail", "xsum"},
-}
+    cols = []
+    for c in paper.columns:
+        col = column(c.task, c.name, c.spec.metric, c.spec.fraction, c.spec.test_set)
+        if not c.spec.optional or any(col.accepts(r) for r in runs):
+            cols.append(col)
+    for c in paper.columns:
+        if not c.spec.by_fraction:
+            continue
+        declared = {d.spec.fraction for d in paper.columns if d.task == c.task and d.spec.metric == c.spec.metric}
+        fractions = sorted({r.train_fraction for r in runs if r.task == c.task} - declared, reverse=True)
+        cols += [column(c.task, f"{_pct(f)} {c.spec.by_fraction}", c.spec.metric, f, None) for f in fractions]
+    return cols
 
 
 @dataclass
@@ -197,6 +183,7 @@ class ReportTable:
     columns: list[str]
     rows: list[Row]
     paper_beside: bool
+    notes: tuple[str, ...] = ()
 
 
 def _paper_label(paper: PaperTable, model: str | None, size: str | None) -> str | None:
@@ -207,15 +194,14 @@ def _paper_label(paper: PaperTable, model: str | None, size: str | None) -> str 
 
 
 def build_tables(runs: Sequence[RunResult]) -> list[ReportTable]:
-    """Paper Tables 2-5 for the runs of their tasks, then the remaining runs as an "other runs" table."""
+    """The paper's tables for the runs of their tasks, then the remaining runs as an "other runs" table."""
     tables: list[ReportTable] = []
     used: set[Path] = set()
-    for number, tasks in TABLE_TASKS.items():
-        mine = [r for r in runs if r.task in tasks]
+    for number, paper in paper_tables().items():
+        mine = [r for r in runs if r.task in paper.tasks]
         if not mine:
             continue
-        paper = TABLES[number]
-        cols = columns_for(number, mine)
+        cols = columns_for(paper, mine)
         rows: dict[tuple, Row] = {}
         for run in mine:
             key = (run.model, run.size, run.split)
@@ -226,7 +212,7 @@ def build_tables(runs: Sequence[RunResult]) -> list[ReportTable]:
                     run.size,
                     run.split,
                     {c.name: Cell() for c in cols},
-                    paper.lookup(run.model, run.size),
+                    paper.lookup(run.model, run.size) or paper.lookup(run.model, "base"),
                     [],
                 )
             placed = False
@@ -239,9 +225,11 @@ def build_tables(runs: Sequence[RunResult]) -> list[ReportTable]:
                 used.add(run.path)
         kept = [r for r in rows.values() if r.runs]
         for r in kept:  # print the paper's spelling of the model (bertShare, robertaShare, ...)
-            r.model = _paper_label(paper, r.model, r.size) or r.model
+            r.model = _paper_label(paper, r.model, r.size) or _paper_label(paper, r.model, "base") or r.model
         kept.sort(key=lambda r: (r.size != "base", r.size or "", r.label.lower(), r.split))
-        tables.append(ReportTable(number, f"Table {number} – {paper.title}", [c.name for c in cols], kept, True))
+        tables.append(
+            ReportTable(number, f"Table {number} – {paper.title}", [c.name for c in cols], kept, True, paper.notes)
+        )
     rest = [r for r in runs if r.path not in used]
     if rest:
         metric_names = sorted({k for r in rest for k in r.metrics})
@@ -254,7 +242,7 @@ def build_tables(runs: Sequence[RunResult]) -> list[ReportTable]:
         tables.append(
             ReportTable(
                 None,
-                "Other runs (no paper table: task not in Tables 2-5, or metric missing)",
+                "Other runs (no paper table: a task without one, or a metric missing)",
                 metric_names,
                 rows_other,
                 False,
@@ -274,9 +262,10 @@ def render_markdown(tables: Sequence[ReportTable]) -> str:
     out = [
         "# bertgen results",
         "",
-        f"Paper columns: published test-set numbers of {SOURCE}, Tables 2-5 (`bertgen/paper_tables.py`). "
+        f"Paper columns: published test-set numbers of {SOURCE} (as the tasks declare them, `bertgen/data/tasks/`). "
         "Rows with split `validation` come from train.py (last validation, greedy decoding); "
-        "`test` rows from evaluate.py (the task's full decoding). All scores 0-100.",
+        "`test` rows from evaluate.py (the task's full decoding). All scores 0-100. A run of another size than "
+        "the paper's (e.g. `6L-384H`) is shown beside the paper's base (12-layer) value of its model.",
         "",
     ]
     for t in tables:
@@ -293,18 +282,8 @@ def render_markdown(tables: Sequence[ReportTable]) -> str:
                 if t.paper_beside:
                     cells.append(_fmt_paper((r.paper or {}).get(c)))
             out.append("| " + " | ".join(cells) + " |")
-        if t.number == 4:
-            out += [
-                "",
-                "The paper's 24-layer MT rows use a custom En/De BERT checkpoint; its 12-layer rows the public "
-                "multilingual BERT (paper Table 4).",
-            ]
-        if t.number == 5:
-            out += [
-                "",
-                "R-L is `rougeL` (sentence-level LCS); the paper does not say which ROUGE-L it reports "
-                "(evaluate.py also logs `rougeLsum` for CNN/DM).",
-            ]
+        for note in t.notes:
+            out += ["", note]
         out += ["", "Runs:"]
         for r in t.rows:
             out.append(f"- {r.label} {r.size or ''} {r.split}: " + ", ".join(f"`{p.parent}`" for p in r.runs))
@@ -313,40 +292,56 @@ def render_markdown(tables: Sequence[ReportTable]) -> str:
 
 
 def render_png(tables: Sequence[ReportTable], path: Path) -> bool:
-    """Grouped bars per paper table: each run row's scores beside the paper's. False when no paper table has rows;
-    ImportError without matplotlib (an optional dependency: ``pip install 'bertgen[report]'``)."""
-    charts = [t for t in tables if t.paper_beside and t.rows]
-    if not charts:
+    """One panel per paper column that has runs (a metric of a task): each run row's score as a bar, the paper's
+    value for that model beside it, labelled by model and size (``6L-384H`` for a model of another size than the
+    paper's, whose bar stands beside the paper's base value). False when no paper table has rows; ImportError
+    without matplotlib (an optional dependency: ``pip install 'bertgen[report]'``)."""
+    panels = [
+        (t, c, [r for r in t.rows if r.cells[c].mean is not None]) for t in tables if t.paper_beside for c in t.columns
+    ]
+    panels = [p for p in panels if p[2]]
+    if not panels:
         return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(charts), 1, figsize=(12, 4.2 * len(charts)), squeeze=False)
-    for ax, t in zip(axes[:, 0], charts):
-        labels, ours, paper = [], [], []
-        for r in t.rows:
-            for c in t.columns:
-                if r.cells[c].mean is None:
-                    continue
-                labels.append(f"{r.label} {r.size or ''} {'val' if r.split == 'validation' else r.split}\n{c}")
-                ours.append(r.cells[c].mean)
-                p = (r.paper or {}).get(c)
-                paper.append(float("nan") if p is None else p)
-        x = list(range(len(labels)))
-        w = 0.4
-        ax.bar([i - w / 2 for i in x], ours, w, label="this run", color="#3b75af")
-        ax.bar([i + w / 2 for i in x], paper, w, label="paper", color="#c6c6c6", edgecolor="#555555", hatch="//")
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    width = max(len(rows) for _, _, rows in panels)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(4.5, 0.9 * width + 1.5) * ncols, 4.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (t, column, rows) in zip(axes.flat, panels):
+        x = list(range(len(rows)))
+        ours = [r.cells[column].mean for r in rows]
+        errs = [r.cells[column].std for r in rows]
+        paper = [(r.paper or {}).get(column) for r in rows]
+        w = 0.38
+        yerr = errs if any(errs) else None  # seeds: mean and standard deviation
+        ax.bar([i - w / 2 for i in x], ours, w, yerr=yerr, capsize=3, label="bertgen run", color="#3b75af")
+        ax.bar(
+            [i + w / 2 for i in x],
+            [float("nan") if v is None else v for v in paper],
+            w,
+            label="paper",
+            color="#c6c6c6",
+            edgecolor="#555555",
+            hatch="//",
+        )
+        for i, v in enumerate(ours):
+            ax.text(i - w / 2, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
         ax.set_xticks(x)
         ax.set_xticklabels(
-            labels, fontsize=7, rotation=30 if len(labels) > 6 else 0, ha="right" if len(labels) > 6 else "center"
+            [f"{r.label}\n{r.size or '-'}{' (val)' if r.split == 'validation' else ''}" for r in rows], fontsize=8
         )
-        ax.set_title(t.title)
+        ax.set_title(f"Table {t.number}: {column}", fontsize=10)
         ax.set_ylabel("score (0-100)")
-        ax.legend(fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, dpi=110, format="png")
@@ -370,9 +365,7 @@ def report(paths: Sequence[str | Path], out_dir: str | Path | None, png: bool = 
             (out / "report.png").unlink(missing_ok=True)  # never leave a chart of an earlier report beside this one
             try:
                 if not render_png(tables, out / "report.png"):
-                    print(
-                        "note: report.png not written: no run of a paper table (Tables 2-5) to chart", file=sys.stderr
-                    )
+                    print("note: report.png not written: no run of a paper table to chart", file=sys.stderr)
             except ImportError:
                 print(
                     "note: report.png not written: matplotlib is not installed (pip install 'bertgen[report]')",

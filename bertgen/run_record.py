@@ -4,6 +4,8 @@ A record says what was run (task, model, training fraction), on which split its 
 scores themselves under bare metric names (``sari``, ``exact``, ``bleu``, ``rouge2``, ``loss``, on 0-100 except the
 loss). Training fills the training fields (best score and checkpoint, steps, parameters, data statistics);
 evaluation fills the decoding fields (checkpoint, decoding settings, conventions, dataset fingerprint, versions).
+A field its source does not fill is absent from the file, not null. Schema 1 records (every field present, nulls
+included, and ``metrics_task``) still read.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,26 @@ from bertgen.errors import BertgenError
 from bertgen.io import write_json_atomic
 
 FILE_NAME = "metrics.json"
-SCHEMA_VERSION = 1
+REQUIRED = ("source", "task", "split", "metrics", "headline", "schema")
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 SPLITS = ("validation", "test")
 SOURCES = ("train", "evaluate")
+
+
+VERSIONED_PACKAGES = (
+    "bertgen",
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "tokenizers",
+    "sentencepiece",
+    "sacrebleu",
+    "rouge-score",
+    "nltk",
+    "numpy",
+    "datasets",
+)
 
 
 class RunRecordError(BertgenError):
@@ -36,8 +56,7 @@ class RunRecord:
     split: str  # validation | test: the split ``metrics`` were computed on
     metrics: dict[str, float]  # bare metric names -> value
     headline: str  # bare name of the task's headline metric
-    metrics_task: str | None = None  # the metrics registry entry (bertgen.metrics.task_metrics)
-    size: str | None = None  # base | large, when known
+    size: str | None = None  # base | large (the paper's sizes) or what the model is (6L-384H)
     train_fraction: float = 1.0
     # training
     best_score: float | None = None  # best validation headline score
@@ -89,7 +108,8 @@ class RunRecord:
 
     # ---- files -----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The record as saved: required fields always, the others only when set (no nulls, no empty mappings)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k in REQUIRED or v not in (None, {}, [])}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write ``path`` (a metrics.json file, or a folder to hold one) atomically."""
@@ -117,16 +137,19 @@ class RunRecord:
         if not isinstance(data, dict):
             raise RunRecordError(f"{where}: expected a JSON object, got {type(data).__name__}")
         schema = data.get("schema")
-        if schema != SCHEMA_VERSION:
+        if schema not in READABLE_SCHEMAS:
             raise RunRecordError(
-                f"{where}: key 'schema' is {schema!r}, expected {SCHEMA_VERSION}: not a bertgen run "
-                f"record of this version (re-run train.py / evaluate.py to write one)"
+                f"{where}: key 'schema' is {schema!r}, expected one of {READABLE_SCHEMAS}: not a bertgen run "
+                f"record this version reads (re-run train.py / evaluate.py to write one)"
             )
+        if schema == 1:  # schema 1 wrote every field (nulls too) and the metrics registry name (now the task's own)
+            data = {k: v for k, v in data.items() if k != "metrics_task" and v is not None}
+            data["schema"] = SCHEMA_VERSION
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise RunRecordError(f"{where}: unknown keys {unknown}")
-        for key in ("source", "task", "split", "metrics", "headline"):
+        for key in REQUIRED:
             if key not in data:
                 raise RunRecordError(f"{where}: missing key {key!r}")
         for key in ("metrics", "test_metrics"):
@@ -149,4 +172,16 @@ def metrics_by_split(flat: dict[str, float]) -> dict[str, dict[str, float]]:
         split = {"val": "validation"}.get(prefix, prefix)
         if name and split in SPLITS:
             out.setdefault(split, {})[name] = float(value)
+    return out
+
+
+def package_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
     return out

@@ -38,8 +38,6 @@ from typing import Any
 
 import torch
 
-SPLIT_SEPARATOR = "<::::>"  # WikiSplit's (and the released checkpoints') sentence separator
-
 
 @dataclass(frozen=True)
 class _Style:
@@ -102,18 +100,14 @@ class TextConvention:
     def prepare(self, tokenizer: Any) -> Any:
         """The tokenizer set up for this convention (``Tokenizer.for_text``); cached per tokenizer object, and a
         tokenizer already prepared for this convention is returned as it is."""
-        if getattr(tokenizer, "text_convention", None) == self:
+        if getattr(tokenizer, "convention", None) == self:
             return tokenizer
         try:
             cache = _PREPARED.setdefault(tokenizer, {})
         except TypeError:  # not weak-referenceable: no cache
             cache = {}
         if self not in cache:
-            prepared = tokenizer.for_text(
-                atomic_tokens=self.atomic_tokens, spacing=self.spacing, clean_up=self.clean_up
-            )
-            prepared.text_convention = self
-            cache[self] = prepared
+            cache[self] = tokenizer.prepared_for(self)
         return cache[self]
 
     # ---- strings ------------------------------------------------------------------------------------------------
@@ -168,10 +162,10 @@ def decode_generated(
     """Decode generated sequences that start with one start column (encoder-decoders: the decoder start token;
     decoder-only models: the separator): cut each at its first EOS after position 0, drop ``drop_ids``, decode.
 
-    ``convention`` (the task's, ``bertgen.data.tasks.text_convention`` / ``datamodule.text_convention``): decode
-    with the tokenizer prepared for it (`TextConvention.prepare`: the raw tokenizer may be passed, ids the prepared
-    one added still decode) and put the text in the task's form (`TextConvention.finish`). Without it: the
-    tokenizer's own decode with the WikiSplit separator re-spaced and whitespace collapsed (the old path).
+    The text convention is the one the tokenizer was prepared for (``tokenizer.convention``, what the DataModule's
+    tokenizers carry), or ``convention`` to decode with a raw tokenizer (it is prepared here: ids the prepared one
+    added still decode); the text is put in the task's form (`TextConvention.finish`). A raw tokenizer without a
+    convention decodes as it is, whitespace collapsed.
     """
     eos = {int(t) for t in eos_token_ids}
     drop = {int(t) for t in drop_ids}
@@ -179,15 +173,10 @@ def decode_generated(
     for seq in _as_rows(sequences):
         cut = next((i for i, t in enumerate(seq) if i > 0 and t in eos), len(seq))
         bodies.append([t for t in seq[1:cut] if t not in drop])
+    convention = convention or getattr(tokenizer, "convention", None)
     if convention is not None:
         return decode_text(tokenizer, bodies, convention)
-    out = []
-    for ids in bodies:
-        text = tokenizer.decode(ids, skip_special_tokens=False)
-        if SPLIT_SEPARATOR in text:
-            text = text.replace(SPLIT_SEPARATOR, f" {SPLIT_SEPARATOR} ")
-        out.append(" ".join(text.split()))
-    return out
+    return [" ".join(tokenizer.decode(ids, skip_special_tokens=False).split()) for ids in bodies]
 
 
 # ---- what a vocabulary cannot represent --------------------------------------------------------------------------

@@ -20,21 +20,6 @@ log = logging.getLogger("bertgen.train")
 TRAINER_ARGS_SET_BY_RUN = ("callbacks", "logger", "default_root_dir", "accumulate_grad_batches", "deterministic")
 
 
-def special_tokens(tok, decoder_only: bool = False) -> dict[str, int | None]:
-    """Start/eos/pad of the decoder side: <s>/</s>/<pad> when the vocabulary has them, BERT's [CLS]/[SEP]/[PAD]
-    otherwise; GPT-2 (no pad) pads with its end-of-text token (padding is masked and never scored). Decoder-only
-    models read "source <sep> target" with the eos as separator (GPT-2 has no separator token)."""
-    start = tok.bos_token_id if tok.bos_token_id is not None else tok.cls_token_id
-    eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
-    pad = tok.pad_token_id if tok.pad_token_id is not None else eos
-    if start is None or eos is None:
-        raise ConfigError(f"the target tokenizer has no start/end tokens (bos/cls, eos/sep): {tok!r}")
-    out = {"decoder_start_token_id": start, "eos_token_id": eos, "pad_token_id": pad}
-    if decoder_only:
-        out["sep_token_id"] = eos
-    return out
-
-
 def load_tokenizers(model: Mapping[str, Any], task: Mapping[str, Any], run_dir: Path, data_dir: Path | None):
     """(source, target) tokenizers of a model config; ``train_sentencepiece`` trains one into the run dir."""
     from bertgen.tokenization import load_tokenizer, train_sentencepiece
@@ -43,14 +28,15 @@ def load_tokenizers(model: Mapping[str, Any], task: Mapping[str, Any], run_dir: 
         if spec is None:
             return None
         if isinstance(spec, Mapping) and "train_sentencepiece" in spec:
-            if not task.get("synthetic"):
+            from bertgen.data.tasks import task_class
+
+            cls = task_class(task)
+            if not cls.synthetic:
                 raise ConfigError(
                     "model.tokenizer.train_sentencepiece is supported for the synthetic quickstart corpus only"
                 )
-            from bertgen.data.synthetic import synthetic_texts
-
             opts = dict(spec["train_sentencepiece"])
-            texts = list(synthetic_texts(data_dir))
+            texts = list(cls.corpus_texts(data_dir))
             key = hashlib.sha256(json.dumps([opts, texts], sort_keys=True).encode("utf-8")).hexdigest()
             marker = run_dir / name / "bertgen_trained_on.txt"
             if marker.is_file() and marker.read_text(encoding="utf-8").strip() == key:
@@ -154,29 +140,6 @@ def trainer_arguments(trainer: Mapping[str, Any]) -> dict[str, Any]:
     return args
 
 
-def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """``last``: this run dir's last.ckpt, else the newest last.ckpt of earlier runs of the same task and model."""
-    if ckpt_path in (None, "", "null"):
-        return None
-    from bertgen.checkpoint_io import load_checkpoint_safely
-
-    if ckpt_path != "last":
-        if not Path(ckpt_path).is_file():
-            raise ConfigError(f"ckpt_path {ckpt_path} does not exist")
-        chosen = Path(ckpt_path)
-    elif (run_dir / "checkpoints" / "last.ckpt").is_file():
-        chosen = run_dir / "checkpoints" / "last.ckpt"
-    else:
-        candidates = sorted(run_dir.parent.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-        if not candidates:
-            raise ConfigError(f"ckpt_path=last: no checkpoints/last.ckpt in {run_dir} or its sibling run dirs")
-        chosen = candidates[-1]
-        log.info("resuming from the newest earlier run: %s", chosen)
-    # a truncated or foreign file fails here, with the newest intact alternative named, never silently replaced
-    load_checkpoint_safely(chosen, mmap=True)
-    return str(chosen)
-
-
 # ---- start-up validation: every error names its key, before any data or model work ---------------------------------
 def _check(
     key: str,
@@ -269,16 +232,18 @@ def setup_process(c: Mapping[str, Any]) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def build_module(c: Mapping[str, Any], dm, special: Mapping[str, int | None]):
-    """The `Seq2SeqModule` of the config, checked against the DataModule's tokenizers and length budgets."""
+def build_module(c: Mapping[str, Any], dm):
+    """The `Seq2SeqModule` of the config, built with the DataModule's special tokens and checked against its
+    tokenizers and length budgets."""
     from bertgen.checks import check_model_and_data
     from bertgen.lit_module import Seq2SeqModule
 
-    src_tok, tgt_tok = dm.tokenizers  # prepared for the task's text (e.g. WikiSplit's <::::> as one token)
+    src_tok, tgt_tok = dm.tokenizers  # prepared for the task's text (e.g. a separator as one token)
+    special = dm.special_tokens.model_ids(decoder_only=c["model"]["kind"] == "decoder_only")
     lit = Seq2SeqModule(
         model=model_spec(c["model"], src_tok, tgt_tok, special),
         optim=c["optim"],
-        special_tokens=dict(special),
+        special_tokens=special,
         generation=c["task"]["generation"],
         label_smoothing=c["label_smoothing"],
         gradient_checkpointing=c["gradient_checkpointing"],
@@ -302,7 +267,7 @@ def make_trainer(c: Mapping[str, Any], trainer_args: dict[str, Any], callbacks: 
 
     import lightning as L
 
-    from bertgen.checkpoint_io import SafeCheckpointIO
+    from bertgen.checkpoints import SafeCheckpointIO
 
     world = world_size(trainer_args)
     args = dict(trainer_args)
@@ -329,7 +294,8 @@ def training_record(c: Mapping[str, Any], trainer, lit, dm, best_cb, run_dir: Pa
     """The run record of a finished fit (and of a test of its best checkpoint when ``test``)."""
     import torch
 
-    from bertgen.metrics import task_metrics
+    from bertgen.data.tasks import task_class
+    from bertgen.paper_tables import model_size
     from bertgen.run_record import RunRecord, metrics_by_split
 
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
@@ -345,11 +311,11 @@ def training_record(c: Mapping[str, Any], trainer, lit, dm, best_cb, run_dir: Pa
     return logged, RunRecord(
         source="train",
         task=task["name"],
-        metrics_task=task["metrics"],
         model=c["model"]["name"],
+        size=model_size(lit.model, c["model"]["name"]),
         split="validation",
         metrics=metrics_by_split(logged).get("validation", {}),
-        headline=task_metrics(task["metrics"])[1],
+        headline=task_class(task).headline,
         test_metrics=test_metrics,
         train_fraction=float(task["train_fraction"]),
         best_score=float(best) if best is not None else None,

@@ -9,9 +9,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from bertgen.data import task_metrics
 from bertgen.errors import BertgenError
 from bertgen.evaluation import evaluate
-from bertgen.metrics import task_metrics
 from bertgen.report import report
 from bertgen.run_record import RunRecord
 

@@ -11,8 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from bertgen.data import DATAMODULES
-from bertgen.metrics import TASK_METRICS
+from bertgen.data import TASKS, task_class
 from bertgen.training import TRAINER_ARGS_SET_BY_RUN, trainer_arguments, validate_config
 
 from conftest import REPO
@@ -47,10 +46,17 @@ GROUPS = ["task", "model", "optim", "trainer", "logger", "callbacks", "debug", "
 @pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes(group, option):
     c = resolved(compose_train([f"{group}={option}"]))
-    assert c["task"]["datamodule"] in DATAMODULES and c["task"]["metrics"] in TASK_METRICS
+    assert task_class(c["task"]).name == c["task"]["name"]
     trainer_arguments(c["trainer"])  # every trainer option is a valid set of Trainer arguments
     validate_config(c)
     assert isinstance(c["model"]["name"], str) and c["model"]["kind"] in ("encoder_decoder", "decoder_only")
+
+
+def test_every_registered_task_has_its_config_and_every_config_names_one():
+    """A task is its declaration (bertgen/data/tasks/<name>.py) plus conf/task/<name>.yaml, nothing else."""
+    assert set(options("task")) == set(TASKS)
+    for name in options("task"):
+        assert OmegaConf.load(CONF / "task" / f"{name}.yaml")["name"] == name
 
 
 @pytest.mark.parametrize("task", options("task"))
@@ -58,7 +64,7 @@ def test_tasks_state_only_what_differs_from_the_shared_defaults(task):
     text = (CONF / "task" / f"{task}.yaml").read_text()
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        assert not (key in ("datamodule", "metrics") and value.strip() == task), f"{task}.yaml restates {key}"
+        assert not (key == "module" and value.strip() in ("null", "")), f"{task}.yaml restates {key}"
     c = resolved(compose_train([f"task={task}"]))["task"]
     assert c["name"] == task
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import bertgen.data.cache as cache_mod
-from bertgen.data import LABEL_PAD, DiscoFuseDataModule, FilesDataModule, WikiSplitDataModule
+from bertgen.data import LABEL_PAD, Seq2SeqDataModule
 
 from conftest import MINILM, SHARED
 
@@ -18,7 +18,8 @@ WIKI = SHARED / "data" / "wikisplit"
 
 @pytest.fixture(scope="module")
 def wiki_val(wordpiece, tmp_path_factory):
-    dm = WikiSplitDataModule(
+    dm = Seq2SeqDataModule(
+        "wikisplit",
         wordpiece,
         data_files={"validation": WIKI / "validation.tsv"},
         cache_dir=tmp_path_factory.mktemp("c"),
@@ -54,7 +55,8 @@ def test_batch_format(wiki_val, wordpiece):
 
 
 def test_source_and_target_tokenizers_may_differ(wordpiece, spiece, tmp_path):
-    dm = DiscoFuseDataModule(
+    dm = Seq2SeqDataModule(
+        "discofuse",
         wordpiece,
         target_tokenizer=spiece,
         cache_dir=tmp_path,
@@ -69,37 +71,38 @@ def test_source_and_target_tokenizers_may_differ(wordpiece, spiece, tmp_path):
 
 def test_cache_reuse_and_invalidation(wordpiece, spiece, tmp_path, monkeypatch):
     kw = dict(data_files={"validation": WIKI / "validation.tsv"}, cache_dir=tmp_path, batch_size=8)
-    first = WikiSplitDataModule(wordpiece, **kw)
+    first = Seq2SeqDataModule("wikisplit", wordpiece, **kw)
     first.setup("validate")
 
     def no_tokenising(*a, **k):
         raise AssertionError("tokenised again although the cache matches")
 
     monkeypatch.setattr(cache_mod, "_encode_chunk", no_tokenising)
-    second = WikiSplitDataModule(wordpiece, **kw)
+    second = Seq2SeqDataModule("wikisplit", wordpiece, **kw)
     second.prepare_data()
     second.setup("validate")
     assert second.datasets["validation"].split.folder == first.datasets["validation"].split.folder
     assert second.data_stats == first.data_stats
     # anything that changes the ids must miss the cache: options, tokenizer, input bytes
     for changed in (
-        WikiSplitDataModule(wordpiece, task_options={"max_target_length": 64}, **kw),
-        WikiSplitDataModule(spiece, **kw),
+        Seq2SeqDataModule("wikisplit", wordpiece, task_options={"max_target_length": 64}, **kw),
+        Seq2SeqDataModule("wikisplit", spiece, **kw),
     ):
         with pytest.raises(AssertionError, match="tokenised again"):
             changed.setup("validate")
     copy = tmp_path / "validation.tsv"
     copy.write_bytes((WIKI / "validation.tsv").read_bytes().replace(b" .\n", b" !\n", 1))
     with pytest.raises(AssertionError, match="tokenised again"):
-        WikiSplitDataModule(wordpiece, data_files={"validation": copy}, cache_dir=tmp_path, batch_size=8).setup(
-            "validate"
-        )
+        Seq2SeqDataModule(
+            "wikisplit", wordpiece, data_files={"validation": copy}, cache_dir=tmp_path, batch_size=8
+        ).setup("validate")
 
 
 def test_parallel_tokenisation_gives_identical_cache(wordpiece, tmp_path):
     out = {}
     for n in (1, 2):
-        dm = WikiSplitDataModule(
+        dm = Seq2SeqDataModule(
+            "wikisplit",
             wordpiece,
             data_files={"validation": WIKI / "validation.tsv"},
             cache_dir=tmp_path / str(n),
@@ -117,7 +120,7 @@ def test_train_fraction_subsets_are_reproducible_and_nested(wordpiece, tmp_path)
     kw = dict(data_files={"train": WIKI / "tune.tsv"}, cache_dir=tmp_path, batch_size=8)
     sizes, sets = {}, {}
     for frac in (1.0, 0.1, 0.01):
-        dm = WikiSplitDataModule(wordpiece, train_fraction=frac, fraction_seed=5, **kw)
+        dm = Seq2SeqDataModule("wikisplit", wordpiece, train_fraction=frac, fraction_seed=5, **kw)
         dm.setup(None)
         ds = dm.datasets["train"]
         sets[frac] = {ds[k][0] for k in range(len(ds))}
@@ -126,10 +129,10 @@ def test_train_fraction_subsets_are_reproducible_and_nested(wordpiece, tmp_path)
             assert dm.data_stats["data/train/examples_used"] == sizes[frac]
     assert sizes == {1.0: 5000, 0.1: 500, 0.01: 50}
     assert sets[0.01] < sets[0.1] < sets[1.0]
-    again = WikiSplitDataModule(wordpiece, train_fraction=0.1, fraction_seed=5, **kw)
+    again = Seq2SeqDataModule("wikisplit", wordpiece, train_fraction=0.1, fraction_seed=5, **kw)
     again.setup(None)
     assert set(again.datasets["train"].indices.tolist()) == sets[0.1]
-    other = WikiSplitDataModule(wordpiece, train_fraction=0.1, fraction_seed=6, **kw)
+    other = Seq2SeqDataModule("wikisplit", wordpiece, train_fraction=0.1, fraction_seed=6, **kw)
     other.setup(None)
     assert set(other.datasets["train"].indices.tolist()) != sets[0.1]
     # the batches index the split, so raw strings stay retrievable for subset examples too
@@ -197,7 +200,7 @@ def test_lightning_mid_epoch_resume_sees_exactly_the_unseen_batches(wordpiece, t
     (tmp_path / "d.jsonl").write_text(rows)
 
     def dm():
-        return FilesDataModule.from_files(
+        return Seq2SeqDataModule.from_files(
             wordpiece,
             data_files={"train": tmp_path / "d.jsonl", "validation": tmp_path / "d.jsonl"},
             source_column="s",
@@ -221,8 +224,8 @@ def test_lightning_mid_epoch_resume_sees_exactly_the_unseen_batches(wordpiece, t
 def test_tokenizer_by_path_unknown_options_and_pickling(tmp_path):
     import pickle
 
-    dm = WikiSplitDataModule(
-        str(MINILM), data_files={"validation": WIKI / "validation.tsv"}, cache_dir=tmp_path, batch_size=8
+    dm = Seq2SeqDataModule(
+        "wikisplit", str(MINILM), data_files={"validation": WIKI / "validation.tsv"}, cache_dir=tmp_path, batch_size=8
     )
     dm.setup("validate")
     ds = dm.datasets["validation"]
@@ -230,9 +233,9 @@ def test_tokenizer_by_path_unknown_options_and_pickling(tmp_path):
     assert len(pickle.dumps(ds)) < 10_000  # the folder, not the arrays
     assert clone.target(7) == ds.target(7) and (clone[7][2] == ds[7][2]).all()
     with pytest.raises(ValueError, match=r"unknown task_options \['max_len'\]; valid: .*max_source_length"):
-        WikiSplitDataModule(str(MINILM), task_options={"max_len": 3}, batch_size=8)
+        Seq2SeqDataModule("wikisplit", str(MINILM), task_options={"max_len": 3}, batch_size=8)
     with pytest.raises(ValueError, match="max_tokens .* batch_size"):
-        WikiSplitDataModule(str(MINILM))
+        Seq2SeqDataModule("wikisplit", str(MINILM))
 
 
 def test_hub_code_path_through_datasets(wordpiece, tmp_path):
@@ -244,16 +247,19 @@ def test_hub_code_path_through_datasets(wordpiece, tmp_path):
         for i in range(5)
     ]
     (hub / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    from bertgen.data import XSumDataModule
+    from bertgen.data import Seq2SeqDataModule
 
-    dm = XSumDataModule(wordpiece, task_options={"hub_path": str(hub)}, cache_dir=tmp_path / "c", batch_size=2)
+    dm = Seq2SeqDataModule(
+        "xsum", wordpiece, task_options={"hub_path": str(hub)}, cache_dir=tmp_path / "c", batch_size=2
+    )
     data = dm._ensure_split("train")
     assert len(data) == 5 and data.text("target", 3) == "Summary 3 ." and data.text("source", 0) == rows[0]["document"]
     assert data.meta["hub"] == str(hub) and data.meta["fingerprint"]
 
 
 def test_lightning_predict_covers_the_test_split(wiki_val, tmp_path):
-    dm = WikiSplitDataModule(
+    dm = Seq2SeqDataModule(
+        "wikisplit",
         wiki_val.tokenizers[0],
         data_files={"test": WIKI / "validation.tsv"},
         cache_dir=wiki_val.cache_dir,
@@ -287,7 +293,7 @@ class _RankRecorder(_Recorder):
 def test_lightning_ddp_two_ranks_disjoint_and_covering(wordpiece, tmp_path):
     rows = "".join(f'{{"s": "source {i} {"x " * (i % 7)}", "t": "target {i}"}}\n' for i in range(51))
     (tmp_path / "d.jsonl").write_text(rows)
-    dm = FilesDataModule.from_files(
+    dm = Seq2SeqDataModule.from_files(
         wordpiece,
         data_files={"train": tmp_path / "d.jsonl", "validation": tmp_path / "d.jsonl"},
         source_column="s",

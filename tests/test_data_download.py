@@ -25,11 +25,14 @@ import pytest
 
 from bertgen.data import DatasetUnavailableError
 from bertgen.data import download as dl
-from bertgen.data.errors import ChecksumMismatchError
-from bertgen.data.sources import SOURCES
-from bertgen.data.tasks import TASKS, InvalidRows
+from bertgen.data.download import all_sources
+from bertgen.data.errors import ChecksumMismatchError, InvalidRows
+from bertgen.data.tasks import TASKS
+from bertgen.hub import OFFLINE_ENVS
 
 from conftest import MINILM, REPO
+
+SOURCES = {name: src for name, (src, _) in all_sources().items()}  # the registered tasks' official sources
 
 # ---------------------------------------------------------------------------------------------------------------
 # The loopback server: plain files under /<host>/<path> (the mirror layout) and a minimal Hugging Face hub under
@@ -190,7 +193,7 @@ def online(monkeypatch, server):
     from huggingface_hub.utils import reset_sessions
 
     loopback_only(monkeypatch)
-    for var in dl.OFFLINE_ENVS:
+    for var in OFFLINE_ENVS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv(dl.MIRROR_ENV, server.base)
@@ -349,6 +352,11 @@ def publish(server: Loopback, name: str, fixtures: dict) -> dl.DatasetSource:
     return dataclasses.replace(src, files=tuple(files), rows=fx["rows"])
 
 
+def serve(monkeypatch, task: str, *sources: dl.DatasetSource) -> None:
+    """Make ``task`` download from ``sources`` (published on the loopback server) for the rest of the test."""
+    monkeypatch.setattr(TASKS[task], "sources", (*sources, *TASKS[task].sources[len(sources) :]))
+
+
 def read_all(task_name: str, folder: Path) -> dict[str, int]:
     task = TASKS[task_name]()
     return {
@@ -477,53 +485,44 @@ def test_offline_mode_fetches_nothing_and_says_how_to_prepare(server, fixtures, 
     assert server.log == []  # not one request
 
 
-def test_datamodule_downloads_the_official_release_when_no_data_dir(online, fixtures, wordpiece, tmp_path):
-    from bertgen.data import GigawordDataModule, WikiSplitDataModule
+def test_datamodule_downloads_the_official_release_when_no_data_dir(online, fixtures, wordpiece, tmp_path, monkeypatch):
+    from bertgen.data import Seq2SeqDataModule
 
-    SOURCES_backup = dict(SOURCES)
-    try:
-        SOURCES["wikisplit"] = publish(online, "wikisplit", fixtures)
-        SOURCES["gigaword"] = publish(online, "gigaword", fixtures)
-        dm = WikiSplitDataModule(wordpiece, cache_dir=tmp_path, batch_size=8)
-        dm.prepare_data()
-        assert dm.data_dir == tmp_path / "sources" / "wikisplit"
-        dm.setup("fit")
-        assert len(dm.datasets["train"]) == 120 and len(dm.datasets["validation"]) == 5000
-        g = GigawordDataModule(wordpiece, cache_dir=tmp_path, batch_size=8)
-        g.setup("fit")
-        assert len(g.datasets["train"]) == 15 and len(g.datasets["validation"]) == 3  # dev.src.txt / dev.tgt.txt
-    finally:
-        SOURCES.clear()
-        SOURCES.update(SOURCES_backup)
+    serve(monkeypatch, "wikisplit", publish(online, "wikisplit", fixtures))
+    serve(monkeypatch, "gigaword", publish(online, "gigaword", fixtures))
+    dm = Seq2SeqDataModule("wikisplit", wordpiece, cache_dir=tmp_path, batch_size=8)
+    dm.prepare_data()
+    assert dm.data_dir == tmp_path / "sources" / "wikisplit"
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 120 and len(dm.datasets["validation"]) == 5000
+    g = Seq2SeqDataModule("gigaword", wordpiece, cache_dir=tmp_path, batch_size=8)
+    g.setup("fit")
+    assert len(g.datasets["train"]) == 15 and len(g.datasets["validation"]) == 3  # dev.src.txt / dev.tgt.txt
 
 
-def test_discofuse_hub_copy_only_when_asked_and_with_a_warning(online, fixtures, wordpiece, tmp_path, caplog):
-    from bertgen.data import DiscoFuseDataModule
+def test_discofuse_hub_copy_only_when_asked_and_with_a_warning(
+    online, fixtures, wordpiece, tmp_path, caplog, monkeypatch
+):
+    from bertgen.data import Seq2SeqDataModule
 
-    SOURCES_backup = dict(SOURCES)
-    try:
-        SOURCES["discofuse"] = publish(online, "discofuse", fixtures)
-        publish(online, "discofuse_hub", fixtures)
-        balanced = DiscoFuseDataModule(wordpiece, cache_dir=tmp_path, batch_size=8, train_fraction=0.5)
-        with caplog.at_level(logging.WARNING, logger="bertgen.data"):
-            balanced.setup("fit")
-        assert "UNBALANCED" not in caplog.text
-        assert balanced.data_dir.name == "discofuse" and len(balanced.datasets["train"]) == 2  # half of the 4
-        hub = DiscoFuseDataModule(wordpiece, cache_dir=tmp_path, batch_size=8, task_options={"source": "hub"})
-        with caplog.at_level(logging.WARNING, logger="bertgen.data"):
-            hub.setup("fit")
-        assert "UNBALANCED" in caplog.text and hub.data_dir.name == "discofuse_hub"
-        assert len(hub.datasets["train"]) == 12
-        with pytest.raises(ValueError, match="source must be 'official' or 'hub'"):
-            DiscoFuseDataModule(
-                wordpiece, cache_dir=tmp_path / "x", batch_size=8, task_options={"source": "github"}
-            ).setup("fit")
-    finally:
-        SOURCES.clear()
-        SOURCES.update(SOURCES_backup)
+    serve(monkeypatch, "discofuse", publish(online, "discofuse", fixtures), publish(online, "discofuse_hub", fixtures))
+    balanced = Seq2SeqDataModule("discofuse", wordpiece, cache_dir=tmp_path, batch_size=8, train_fraction=0.5)
+    with caplog.at_level(logging.WARNING, logger="bertgen.data"):
+        balanced.setup("fit")
+    assert "UNBALANCED" not in caplog.text
+    assert balanced.data_dir.name == "discofuse" and len(balanced.datasets["train"]) == 2  # half of the 4
+    hub = Seq2SeqDataModule("discofuse", wordpiece, cache_dir=tmp_path, batch_size=8, task_options={"source": "hub"})
+    with caplog.at_level(logging.WARNING, logger="bertgen.data"):
+        hub.setup("fit")
+    assert "UNBALANCED" in caplog.text and hub.data_dir.name == "discofuse_hub"
+    assert len(hub.datasets["train"]) == 12
+    with pytest.raises(ValueError, match="source must be 'official' or 'hub'"):
+        Seq2SeqDataModule(
+            "discofuse", wordpiece, cache_dir=tmp_path / "x", batch_size=8, task_options={"source": "github"}
+        ).setup("fit")
 
 
-def test_cli_list_and_download(online, fixtures, tmp_path, capsys):
+def test_cli_list_and_download(online, fixtures, tmp_path, capsys, monkeypatch):
     from bertgen.data.cli import COMMANDS, main
 
     assert {"download", "list"} <= set(COMMANDS)
@@ -533,17 +532,13 @@ def test_cli_list_and_download(online, fixtures, tmp_path, capsys):
     assert listed["discofuse"]["files"][0]["url"].endswith("discofuse_v1_wikipedia.zip")
     assert listed["wmt14"]["rows"]["test"] == 3003 and listed["wmt14"]["tasks"] == ["wmt14_en_de", "wmt14_de_en"]
     assert main(["list"]) == 0 and "sha256 e8a5ec52" in capsys.readouterr().out
-    SOURCES_backup = dict(SOURCES)
-    try:
-        SOURCES["xsum"] = publish(online, "xsum", fixtures)
+    with monkeypatch.context() as m:
+        serve(m, "xsum", publish(online, "xsum", fixtures))
         assert main(["download", "xsum", "--dest", str(tmp_path), "--no-progress"]) == 0
         out = capsys.readouterr().out
         assert f"data_dir={tmp_path / 'xsum'}" in out and read_all("xsum", tmp_path / "xsum")["test"] == 10
         assert main(["download", "cnn_dailymail", "--dest", str(tmp_path), "--no-progress"]) == 1  # not served
         assert "error: cnn_dailymail: cannot download" in capsys.readouterr().err
-    finally:
-        SOURCES.clear()
-        SOURCES.update(SOURCES_backup)
     r = subprocess.run(
         [sys.executable, "-m", "bertgen.data", "list"],
         capture_output=True,
@@ -557,11 +552,12 @@ def test_cli_list_and_download(online, fixtures, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------------
 _WRAPPER = """
 import dataclasses, json, runpy, sys
-from bertgen.data import sources
+from bertgen.data.tasks import TASKS
+from bertgen.hub import OFFLINE_ENVS
 for name, files in json.load(open(sys.argv[1])).items():  # the fixture's checksums: the real files are larger
-    src = sources.SOURCES[name]
-    sources.SOURCES[name] = dataclasses.replace(src, files=tuple(
-        dataclasses.replace(f, sha256=files[f.path][0], size=files[f.path][1]) for f in src.files))
+    src = TASKS[name].sources[0]
+    TASKS[name].sources = (dataclasses.replace(src, files=tuple(
+        dataclasses.replace(f, sha256=files[f.path][0], size=files[f.path][1]) for f in src.files)),)
 sys.argv = [sys.argv[2], *sys.argv[3:]]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

@@ -9,18 +9,7 @@ import unicodedata
 
 import pytest
 
-from bertgen.data import (
-    CNNDailyMailDataModule,
-    DataFormatError,
-    DatasetUnavailableError,
-    DiscoFuseDataModule,
-    FilesDataModule,
-    GigawordDataModule,
-    WikiSplitDataModule,
-    WMT14DeEnDataModule,
-    WMT14EnDeDataModule,
-    XSumDataModule,
-)
+from bertgen.data import DataFormatError, DatasetUnavailableError, Seq2SeqDataModule
 from bertgen.data.errors import InvalidRows
 from bertgen.data.tasks import TASKS
 
@@ -34,25 +23,25 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-# (DataModule, source kwargs, expected rows per split) -- counts are the files' row counts (shared/data/README.md)
+# (task, source kwargs, expected rows per split) -- counts are the files' row counts (shared/data/README.md)
 REAL = {
     "wikisplit": (
-        WikiSplitDataModule,
+        "wikisplit",
         {"data_dir": DATA / "wikisplit"},
         {"validation": 5000, "test": 5000, "tune": 5000},
     ),
     "discofuse": (
-        DiscoFuseDataModule,
+        "discofuse",
         {"data_files": {"train": DATA / "discofuse/discofuse_examples.tsv"}},
         {"train": 4},
     ),
     "cnn_dailymail": (
-        CNNDailyMailDataModule,
+        "cnn_dailymail",
         {"data_files": {"train": DATA / "cnn_dailymail/train_sample_100.csv"}},
         {"train": 100},
     ),
     "xsum": (
-        XSumDataModule,
+        "xsum",
         {
             "data_files": {
                 "test": DATA / "xsum/xsum_test_321.jsonl",
@@ -63,17 +52,17 @@ REAL = {
         {"test": 321, "validation": 10, "train": 1},
     ),
     "gigaword": (
-        GigawordDataModule,
+        "gigaword",
         {"data_files": {"train": DATA / "gigaword/text2text_gigaword_21.txt"}},
         {"train": 21},
     ),
     "wmt14_en_de": (
-        WMT14EnDeDataModule,
+        "wmt14_en_de",
         {"data_dir": DATA / "wmt14_en_de"},
         {"train": 10000, "validation": 3000, "test": 2737},
     ),
     "wmt14_de_en": (
-        WMT14DeEnDataModule,
+        "wmt14_de_en",
         {"data_dir": DATA / "wmt14_en_de"},
         {"train": 10000, "validation": 3000, "test": 2737},
     ),
@@ -90,8 +79,8 @@ def _normalise(text: str, uncased: bool) -> str:
 
 
 def _build(name, tok, cache, **extra):
-    cls, kwargs, _ = REAL[name]
-    dm = cls(tok, cache_dir=cache, batch_size=16, **kwargs, **extra)
+    task, kwargs, _ = REAL[name]
+    dm = Seq2SeqDataModule(task, tok, cache_dir=cache, batch_size=16, **kwargs, **extra)
     dm.prepare_data()
     dm.setup()
     return dm
@@ -158,7 +147,7 @@ def test_discofuse_source_target_and_quote_convention(wordpiece, cache, tmp_path
     (folder / "train.tsv").write_text("\n".join([rows[0], "\t".join(f)]) + "\n")
     ids = {}
     for opts in ({}, {"source_replacements": {}}):
-        d = DiscoFuseDataModule(wordpiece, data_dir=folder, cache_dir=cache, batch_size=2, task_options=opts)
+        d = Seq2SeqDataModule("discofuse", wordpiece, data_dir=folder, cache_dir=cache, batch_size=2, task_options=opts)
         d.setup(None)
         ids[bool(opts)] = d.datasets["train"].split.ids("source", 0).tolist()
         assert '"yes"' in d.datasets["train"].source(0)  # raw string unchanged either way
@@ -173,7 +162,8 @@ def test_wikisplit_conventions(wordpiece, spiece, cache):
         assert " <::::> " in ds.target(0)
         src = ds.split.ids("source", 0).tolist()
         assert src[0] == bos and src[-1] == eos
-    dm = WikiSplitDataModule(
+    dm = Seq2SeqDataModule(
+        "wikisplit",
         spiece,
         data_dir=DATA / "wikisplit",
         cache_dir=cache,
@@ -196,7 +186,7 @@ def test_gigaword_text2text_first_sentence_lowercased(wordpiece, cache):
 def test_gigaword_line_aligned_layout(wordpiece, tmp_path):
     (tmp_path / "train.src").write_text("A First Sentence .\nsecond one .\n")
     (tmp_path / "train.tgt").write_text("Title One\ntitle two\n")
-    dm = GigawordDataModule(wordpiece, data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=2)
+    dm = Seq2SeqDataModule("gigaword", wordpiece, data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=2)
     dm.setup(None)
     ds = dm.datasets["train"]
     assert [ds.source(0), ds.target(0)] == ["a first sentence .", "title one"]
@@ -222,7 +212,7 @@ def test_xsum_summary_release_format(wordpiece, cache, tmp_path):
     (tmp_path / "XSum-TRAINING-DEV-TEST-SPLIT-90-5-5.json").write_text(
         '{"train": [], "validation": [], "test": ["10000983"]}'
     )
-    dm = XSumDataModule(wordpiece, data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=2)
+    dm = Seq2SeqDataModule("xsum", wordpiece, data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=2)
     dm.setup("test")
     assert dm.target_text("test", 0) == ds.target(0)
 
@@ -240,7 +230,7 @@ def test_wmt_directions_and_moses_unescape(wordpiece, cache):
 
 
 def test_task_defaults_follow_the_paper():
-    lengths = {n: (t().max_source_length, t().max_target_length) for n, t in TASKS.items() if n != "files"}
+    lengths = {n: (t().max_source_length, t().max_target_length) for n, t in TASKS.items() if t.paper}
     assert lengths == {
         "discofuse": (128, 128),
         "wikisplit": (128, 128),
@@ -278,19 +268,19 @@ def test_hub_rows_are_built_like_local_rows():
 WIKI_OK = "A and B .\tA . <::::> B .\n"
 
 BAD_CASES = {
-    "wrong_column_count": (WikiSplitDataModule, "validation.tsv", WIKI_OK + "only one column\n" + WIKI_OK, 2),
-    "empty_source": (WikiSplitDataModule, "validation.tsv", WIKI_OK + " \tA . <::::> B .\n" + WIKI_OK, 2),
-    "empty_target": (WikiSplitDataModule, "validation.tsv", WIKI_OK + WIKI_OK + "C and D .\t\n", 3),
+    "wrong_column_count": ("wikisplit", "validation.tsv", WIKI_OK + "only one column\n" + WIKI_OK, 2),
+    "empty_source": ("wikisplit", "validation.tsv", WIKI_OK + " \tA . <::::> B .\n" + WIKI_OK, 2),
+    "empty_target": ("wikisplit", "validation.tsv", WIKI_OK + WIKI_OK + "C and D .\t\n", 3),
     "invalid_utf8": (
-        WikiSplitDataModule,
+        "wikisplit",
         "validation.tsv",
         WIKI_OK.encode() + b"caf\xe9 .\tx .\n" + WIKI_OK.encode(),
         2,
     ),
-    "invalid_json": (XSumDataModule, "validation.jsonl", '{"document": "d", "summary": "s"}\n{"document": \n', 2),
-    "missing_field": (XSumDataModule, "validation.jsonl", '{"document": "d", "summary": "s"}\n{"document": "d"}\n', 2),
+    "invalid_json": ("xsum", "validation.jsonl", '{"document": "d", "summary": "s"}\n{"document": \n', 2),
+    "missing_field": ("xsum", "validation.jsonl", '{"document": "d", "summary": "s"}\n{"document": "d"}\n', 2),
     "malformed_key_value": (
-        GigawordDataModule,
+        "gigaword",
         "validation.txt",
         'target="<s> t . </s>"\tsource="<s> s . </s>"\nnot a kv line\n',
         2,
@@ -300,15 +290,17 @@ BAD_CASES = {
 
 @pytest.mark.parametrize("reason", list(BAD_CASES))
 def test_bad_rows_raise_with_location_or_are_counted(reason, wordpiece, tmp_path):
-    cls, name, content, line = BAD_CASES[reason]
+    task, name, content, line = BAD_CASES[reason]
     path = tmp_path / "data" / name
     path.parent.mkdir()
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    dm = cls(wordpiece, data_dir=path.parent, cache_dir=tmp_path / "c", batch_size=2)
+    dm = Seq2SeqDataModule(task, wordpiece, data_dir=path.parent, cache_dir=tmp_path / "c", batch_size=2)
     with pytest.raises(DataFormatError) as e:
         dm.setup("validate")
     assert f"{path}:{line}: {reason.replace('_', ' ')}" in str(e.value)
-    dm = cls(wordpiece, data_dir=path.parent, cache_dir=tmp_path / "c", batch_size=2, skip_invalid=True)
+    dm = Seq2SeqDataModule(
+        task, wordpiece, data_dir=path.parent, cache_dir=tmp_path / "c", batch_size=2, skip_invalid=True
+    )
     dm.setup("validate")
     assert dm.data_stats["data/validation/invalid_rows"] == 1
     assert dm.data_stats[f"data/validation/invalid/{reason}"] == 1
@@ -318,14 +310,18 @@ def test_bad_rows_raise_with_location_or_are_counted(reason, wordpiece, tmp_path
 
 def test_skip_summary_line_is_logged(wordpiece, tmp_path, caplog):
     (tmp_path / "validation.tsv").write_text(WIKI_OK + "bad\n" + "x\t\n" + WIKI_OK)
-    dm = WikiSplitDataModule(wordpiece, data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=2, skip_invalid=True)
+    dm = Seq2SeqDataModule(
+        "wikisplit", wordpiece, data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=2, skip_invalid=True
+    )
     with caplog.at_level(logging.WARNING, logger="bertgen.data"):
         dm.setup("validate")
     msg = "\n".join(r.getMessage() for r in caplog.records)
     assert "wikisplit/validation: dropped 2 invalid rows" in msg
     assert f"{tmp_path / 'validation.tsv'}:2" in msg and f"{tmp_path / 'validation.tsv'}:3" in msg
     # a cache hit reports the same counts (they live in the cache's meta)
-    again = WikiSplitDataModule(wordpiece, data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=2, skip_invalid=True)
+    again = Seq2SeqDataModule(
+        "wikisplit", wordpiece, data_dir=tmp_path, cache_dir=tmp_path / "c", batch_size=2, skip_invalid=True
+    )
     again.setup("validate")
     assert again.data_stats == dm.data_stats
 
@@ -334,7 +330,8 @@ def test_structural_errors_always_raise(wordpiece, tmp_path):
     # misaligned parallel files
     (tmp_path / "train.en").write_text("a\nb\nc\n")
     (tmp_path / "train.de").write_text("x\ny\n")
-    dm = WMT14EnDeDataModule(
+    dm = Seq2SeqDataModule(
+        "wmt14_en_de",
         wordpiece,
         data_files={"train": [tmp_path / "train.en", tmp_path / "train.de"]},
         cache_dir=tmp_path / "c",
@@ -345,15 +342,15 @@ def test_structural_errors_always_raise(wordpiece, tmp_path):
         dm.setup("fit")
     # a DiscoFuse file without its header
     (tmp_path / "d.tsv").write_text("\t".join(["a"] * 8) + "\n")
-    dm = DiscoFuseDataModule(
-        wordpiece, data_files={"train": tmp_path / "d.tsv"}, cache_dir=tmp_path / "c", batch_size=2
+    dm = Seq2SeqDataModule(
+        "discofuse", wordpiece, data_files={"train": tmp_path / "d.tsv"}, cache_dir=tmp_path / "c", batch_size=2
     )
     with pytest.raises(DataFormatError, match=r"d\.tsv:1: expected the header"):
         dm.setup(None)
     # a CSV record with a wrong field count
     (tmp_path / "t.csv").write_text('id,article,highlights\n1,"an article","a highlight"\n2,"x"\n')
-    dm = CNNDailyMailDataModule(
-        wordpiece, data_files={"train": tmp_path / "t.csv"}, cache_dir=tmp_path / "c", batch_size=2
+    dm = Seq2SeqDataModule(
+        "cnn_dailymail", wordpiece, data_files={"train": tmp_path / "t.csv"}, cache_dir=tmp_path / "c", batch_size=2
     )
     with pytest.raises(DataFormatError, match=r"t\.csv:3: wrong column count"):
         dm.setup(None)
@@ -369,7 +366,7 @@ def test_from_files_formats(wordpiece, tmp_path):
     (tmp_path / "d.jsonl").write_text("".join(f'{{"src": "{s}", "tgt": "{t}", "x": 1}}\n' for s, t in rows))
     pq.write_table(pa.table({"src": [s for s, _ in rows], "tgt": [t for _, t in rows]}), tmp_path / "d.parquet")
     for ext in ("tsv", "csv", "jsonl", "parquet"):
-        dm = FilesDataModule.from_files(
+        dm = Seq2SeqDataModule.from_files(
             wordpiece,
             data_files={"train": tmp_path / f"d.{ext}"},
             source_column="src",
@@ -381,7 +378,7 @@ def test_from_files_formats(wordpiece, tmp_path):
         ds = dm.datasets["train"]
         assert [(ds.source(i), ds.target(i)) for i in range(len(ds))] == rows, ext
     with pytest.raises(DataFormatError, match=r"d\.csv:1: CSV header .* lacks column\(s\) \['nope'\]"):
-        FilesDataModule.from_files(
+        Seq2SeqDataModule.from_files(
             wordpiece,
             data_files={"train": tmp_path / "d.csv"},
             source_column="nope",
@@ -392,20 +389,9 @@ def test_from_files_formats(wordpiece, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "cls",
-    [
-        DiscoFuseDataModule,
-        WikiSplitDataModule,
-        GigawordDataModule,
-        CNNDailyMailDataModule,
-        XSumDataModule,
-        WMT14EnDeDataModule,
-        WMT14DeEnDataModule,
-    ],
-)
-def test_offline_without_local_copy_fails_at_once_with_one_message(cls, wordpiece, tmp_path):
-    dm = cls(wordpiece, cache_dir=tmp_path, batch_size=2)
+@pytest.mark.parametrize("task", [name for name, cls in TASKS.items() if cls.sources])
+def test_offline_without_local_copy_fails_at_once_with_one_message(task, wordpiece, tmp_path):
+    dm = Seq2SeqDataModule(task, wordpiece, cache_dir=tmp_path, batch_size=2)
     start = time.perf_counter()
     with pytest.raises(DatasetUnavailableError) as e:
         dm.setup("fit")
@@ -417,11 +403,15 @@ def test_offline_without_local_copy_fails_at_once_with_one_message(cls, wordpiec
 
 
 def test_missing_local_layout_names_the_accepted_ones(wordpiece, tmp_path):
-    dm = WikiSplitDataModule(wordpiece, data_dir=tmp_path, cache_dir=tmp_path, batch_size=2)
+    dm = Seq2SeqDataModule("wikisplit", wordpiece, data_dir=tmp_path, cache_dir=tmp_path, batch_size=2)
     with pytest.raises(DatasetUnavailableError, match=r"no local 'train' split under .*train: train\.tsv"):
         dm.setup("fit")
-    dm = WMT14DeEnDataModule(
-        wordpiece, data_files={"train": (tmp_path / "a", tmp_path / "b")}, cache_dir=tmp_path, batch_size=2
+    dm = Seq2SeqDataModule(
+        "wmt14_de_en",
+        wordpiece,
+        data_files={"train": (tmp_path / "a", tmp_path / "b")},
+        cache_dir=tmp_path,
+        batch_size=2,
     )
     with pytest.raises(DatasetUnavailableError, match="does not exist"):
         dm.setup("fit")

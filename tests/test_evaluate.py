@@ -22,11 +22,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bertgen.data.synthetic import synthetic_texts, write_synthetic_fusion
+from bertgen.checkpoints import CheckpointError
+from bertgen.data import task_metrics
+from bertgen.data.tasks.quickstart import synthetic_texts, write_synthetic_fusion
 from bertgen.errors import BertgenError
 from bertgen.evaluation import EvaluationError, evaluate
 from bertgen.lit_module import Seq2SeqModule
-from bertgen.metrics import task_metrics
 from bertgen.tokenization import load_tokenizer, train_sentencepiece
 
 from conftest import REPO
@@ -112,13 +113,12 @@ def test_run_dir_writes_predictions_and_metrics(tiny_run, tmp_path):
     assert saved["conventions"] == {"mode": "run", "task_options": {"max_source_length": 48, "max_target_length": 48}}
     assert saved["dataset"]["files"] == ["test.tsv"] and len(saved["dataset"]["hash"]) >= 16
     assert saved["versions"]["torch"] == torch.__version__
-    run = {k: saved[k] for k in ("source", "task", "metrics_task", "model", "size", "split", "train_fraction")}
+    run = {k: saved[k] for k in ("source", "task", "model", "size", "split", "train_fraction")}
     assert run == {
         "source": "evaluate",
         "task": "quickstart",
-        "metrics_task": "quickstart",
         "model": "quickstart",
-        "size": None,
+        "size": "1L-32H",  # what the tiny model is: 1 layer, 32 wide
         "split": "test",
         "train_fraction": 1.0,
     }
@@ -190,7 +190,7 @@ def test_model_folder_without_run_uses_released_conventions(tiny_run, tmp_path):
 
 
 def test_decoder_only_folder_decodes_like_the_lightning_module(tiny_run, tmp_path):
-    """The `gpt` variant: evaluate.py feeds "source <sep>" exactly as `Seq2SeqModule.generate` does, with the
+    """The `gpt` variant: evaluate.py feeds "source <sep>" exactly as the trained module's model does, with the
     separator saved in the model's generation config."""
     from bertgen.model.generation import text_special_ids
     from bertgen.text import decode_generated
@@ -232,10 +232,10 @@ def test_decoder_only_folder_decodes_like_the_lightning_module(tiny_run, tmp_pat
         "+task_options.max_source_length=64",
     )
     rows = read_rows(tmp_path / "eval" / "predictions.jsonl")
-    assert len(rows) == saved["examples"] == 6 and saved["generation_resolved"] is None
+    assert len(rows) == saved["examples"] == 6 and "generation_resolved" not in saved  # decoder-only: per prompt
     for row in rows:
         ids = torch.tensor([tok.encode(row["source"])])
-        out = lit.generate({"input_ids": ids, "attention_mask": torch.ones_like(ids)}, num_beams=1, max_new_tokens=6)
+        out = lit.model.generate_target(ids, torch.ones_like(ids), num_beams=1, max_new_tokens=6)
         eos, never = text_special_ids(lit.model, num_beams=1, max_new_tokens=6)
         expected = decode_generated(tok, out, eos_token_ids=eos, drop_ids=never)[0]
         assert row["prediction"] == expected
@@ -243,9 +243,9 @@ def test_decoder_only_folder_decodes_like_the_lightning_module(tiny_run, tmp_pat
 
 
 def test_crash_mid_generation_leaves_no_output(tiny_run, tmp_path, monkeypatch):
-    import bertgen.evaluation as evaluation
+    import bertgen.decoding as decoding
 
-    real, calls = evaluation.decode_generated, []
+    real, calls = decoding.decode_generated, []
 
     def failing(*args, **kwargs):
         calls.append(1)
@@ -253,7 +253,7 @@ def test_crash_mid_generation_leaves_no_output(tiny_run, tmp_path, monkeypatch):
             raise RuntimeError("injected failure in the second batch")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "decode_generated", failing)
+    monkeypatch.setattr(decoding, "decode_generated", failing)
     out = tmp_path / "eval"
     with pytest.raises(RuntimeError, match="injected"):
         run_eval(out, f"ckpt={tiny_run}", f"cache_dir={tmp_path / 'cache'}", "batch_size=8")
@@ -272,7 +272,7 @@ def test_crash_mid_generation_leaves_no_output(tiny_run, tmp_path, monkeypatch):
     ],
 )
 def test_bad_checkpoint_arguments(tiny_run, tmp_path, ckpt, message):
-    with pytest.raises(EvaluationError, match=message):
+    with pytest.raises(CheckpointError, match=message):
         run_eval(tmp_path, f"ckpt={ckpt.format(run=tiny_run)}" if ckpt else "ckpt=null")
 
 
@@ -281,7 +281,7 @@ def test_bare_ckpt_needs_a_tokenizer_and_is_unpickled_safely(tiny_run, tmp_path)
 
     ckpt = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {}, "extra": np.arange(3)}, ckpt)  # a numpy array: refused by the weights-only loader
-    with pytest.raises(EvaluationError, match="pass tokenizer="):
+    with pytest.raises(CheckpointError, match="pass tokenizer="):
         run_eval(tmp_path / "a", f"ckpt={ckpt}")
     with pytest.raises(BertgenError, match="refuses .*loads only tensors and plain data"):
         run_eval(tmp_path / "b", f"ckpt={ckpt}", f"tokenizer={tiny_run / 'tokenizer'}")

@@ -1,5 +1,5 @@
 """bertgen.hub downloads only what bertgen reads: the selection is a function of a repository's file list, checked
-on the recorded lists of the paper's checkpoints (tests/fixtures/hub_file_lists.json), and resolve_checkpoint
+on the recorded lists of the paper's checkpoints (tests/fixtures/hub_file_lists.json), and fetch_folder
 fetches exactly that selection from a loopback hub."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bertgen.hub import CheckpointNotFoundError, resolve_checkpoint, select_checkpoint_files
+from bertgen.hub import CheckpointNotFoundError, fetch_folder, select_checkpoint_files
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "hub_file_lists.json").read_text())["repos"]
 
@@ -127,13 +127,13 @@ def loopback_hub(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("repo", ["google-bert/bert-base-uncased", "google/roberta2roberta_L-24_discofuse"])
-def test_resolve_checkpoint_downloads_only_the_selection(repo, loopback_hub, monkeypatch):
+def test_fetch_folder_downloads_only_the_selection(repo, loopback_hub, monkeypatch):
     import huggingface_hub.constants as hf_constants
     from huggingface_hub.utils import reset_sessions
 
     for path in RECORDED[repo]["files"]:
         loopback_hub.add_hub_file(repo, path, f"stand-in for {path}\n".encode(), kind="models")
-    folder = resolve_checkpoint(repo)
+    folder = fetch_folder(repo)
     got = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     assert got == RECORDED[repo]["expected"]
     fetched = sorted(
@@ -144,9 +144,9 @@ def test_resolve_checkpoint_downloads_only_the_selection(repo, loopback_hub, mon
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     reset_sessions()
     n = len(loopback_hub.log)
-    assert resolve_checkpoint(repo) == folder and len(loopback_hub.log) == n
+    assert fetch_folder(repo) == folder and len(loopback_hub.log) == n
 
 
 def test_unknown_repo_is_one_clear_error(loopback_hub):
     with pytest.raises(CheckpointNotFoundError, match="could not download checkpoint 'nobody/nothing'.*local folder"):
-        resolve_checkpoint("nobody/nothing")
+        fetch_folder("nobody/nothing")

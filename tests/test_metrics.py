@@ -14,10 +14,11 @@ import warnings
 import pytest
 import torch
 
+from bertgen.data import TASKS, task_metrics
+from bertgen.errors import ConfigError
 from bertgen.metrics import (
     ROUGE,
     SARI,
-    TASK_METRICS,
     ExactMatch,
     NLTKCorpusBLEU,
     SacreBLEU,
@@ -25,7 +26,6 @@ from bertgen.metrics import (
     bleu_tokenize_v14,
     sari_sentence,
     split_sentences,
-    task_metrics,
 )
 
 from conftest import SHARED
@@ -351,7 +351,7 @@ def test_split_sentences():
 # ------------------------------------------------------------------------------------------- registry
 
 
-@pytest.mark.parametrize("task", sorted(TASK_METRICS))
+@pytest.mark.parametrize("task", sorted(TASKS))
 def test_task_metrics_uniform_update(task):
     metrics, headline = task_metrics(task)
     preds = ["The cat sat on the mat .", "He was born in Paris . <::::> He died in Rome ."]
@@ -369,6 +369,7 @@ def test_task_metrics_uniform_update(task):
         "cnn_dailymail": {"rouge1", "rouge2", "rougeL", "rougeLsum"},
         "wmt14_en_de": {"bleu", "sacrebleu"},
         "wmt14_de_en": {"bleu", "sacrebleu"},
+        "files": {"rouge1", "rouge2", "rougeL", "sacrebleu"},
     }[task]
     assert set(scores) == expected
     # predictions equal the references: every similarity metric is at its maximum
@@ -379,7 +380,7 @@ def test_task_metrics_uniform_update(task):
 
 
 def test_task_metrics_unknown_task():
-    with pytest.raises(KeyError, match="known tasks: cnn_dailymail"):
+    with pytest.raises(ConfigError, match="registered: cnn_dailymail"):
         task_metrics("squad")
 
 

@@ -115,7 +115,7 @@ def test_paper_sharing_choices_are_real_sharing():
     bert2rnd = EncoderDecoder.from_encoder_decoder_pretrained(MINILM, TINY_RND, decoder_overrides={"hidden_size": 384})
     assert bert2rnd.encoder.embed.word.weight is bert2rnd.decoder.embed.word.weight
     # bert2rnd: the shared matrix holds the checkpoint's embeddings, not a random init
-    from bertgen.model import checkpoint as ckpt
+    from bertgen.model import hf_weights as ckpt
 
     sd = ckpt.read_weights(MINILM)
     torch.testing.assert_close(

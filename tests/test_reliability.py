@@ -415,14 +415,15 @@ def test_skip_invalid_from_the_command_line_counts_rows_by_cause(tmp_path):
 
 
 def test_bom_and_trailing_blank_lines_are_not_data(tmp_path):
-    from bertgen.data import WikiSplitDataModule
+    from bertgen.data import Seq2SeqDataModule
     from bertgen.tokenization import load_tokenizer
 
     data = wiki_dir(tmp_path / "data")
     val = data / "validation.tsv"
     first = val.read_text(encoding="utf-8").split("\t", 1)[0]
     val.write_bytes(b"\xef\xbb\xbf" + val.read_bytes() + b"\n\n  \n")
-    dm = WikiSplitDataModule(
+    dm = Seq2SeqDataModule(
+        "wikisplit",
         load_tokenizer(SHARED / "models" / "all-MiniLM-L6-v2"),
         data_dir=data,
         cache_dir=tmp_path / "cache",

@@ -22,21 +22,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from bertgen.data import (
-    CNNDailyMailDataModule,
-    DiscoFuseDataModule,
-    GigawordDataModule,
-    WikiSplitDataModule,
-    WMT14DeEnDataModule,
-    WMT14EnDeDataModule,
-    XSumDataModule,
-)
-from bertgen.data.cache import special_id
+from bertgen.data import Seq2SeqDataModule
 from bertgen.data.ceiling import TRUNCATED, format_ceiling, main, reference_ceiling
 from bertgen.data.tasks import TASKS, text_convention
+from bertgen.data.tasks.wikisplit import SPLIT_SEPARATOR
 from bertgen.text import (
     LOSS_ACCENTS,
-    SPLIT_SEPARATOR,
     STYLES,
     TextConvention,
     decode_generated,
@@ -44,6 +35,7 @@ from bertgen.text import (
     representation_losses,
 )
 from bertgen.tokenization import load_tokenizer, train_sentencepiece
+from bertgen.tokenization.special import special_id
 
 from conftest import MINILM, SHARED
 
@@ -65,7 +57,7 @@ def _head(src: Path, dst: Path, n: int) -> Path:
 
 
 def build_samples(folder: Path, rows: int = ROWS) -> dict[str, tuple[type, dict, str]]:
-    """task -> (DataModule class, source kwargs, split) over the shared samples (the large ones cut to ``rows``)."""
+    """task -> (task name, source kwargs, split) over the shared samples (the large ones cut to ``rows``)."""
     wiki = _head(DATA / "wikisplit/validation.tsv", folder / "wikisplit/validation.tsv", rows)
     xsum = folder / "xsum/test.jsonl"
     _head(DATA / "xsum/xsum_test_321.jsonl", xsum, rows)
@@ -74,32 +66,32 @@ def build_samples(folder: Path, rows: int = ROWS) -> dict[str, tuple[type, dict,
     en = _head(DATA / "wmt14_en_de/src-test.txt", folder / "wmt/test.en", rows)
     de = _head(DATA / "wmt14_en_de/tgt-test.txt", folder / "wmt/test.de", rows)
     return {
-        "wikisplit": (WikiSplitDataModule, {"data_files": {"validation": wiki}}, "validation"),
+        "wikisplit": ("wikisplit", {"data_files": {"validation": wiki}}, "validation"),
         "discofuse": (
-            DiscoFuseDataModule,
+            "discofuse",
             {"data_files": {"train": DATA / "discofuse/discofuse_examples.tsv"}},
             "train",
         ),
-        "xsum": (XSumDataModule, {"data_files": {"test": xsum}}, "test"),
+        "xsum": ("xsum", {"data_files": {"test": xsum}}, "test"),
         "cnn_dailymail": (
-            CNNDailyMailDataModule,
+            "cnn_dailymail",
             {"data_files": {"train": DATA / "cnn_dailymail/train_sample_100.csv"}},
             "train",
         ),
         "gigaword": (
-            GigawordDataModule,
+            "gigaword",
             {"data_files": {"train": DATA / "gigaword/text2text_gigaword_21.txt"}},
             "train",
         ),
-        "wmt14_en_de": (WMT14EnDeDataModule, {"data_files": {"test": [en, de]}}, "test"),
-        "wmt14_de_en": (WMT14DeEnDataModule, {"data_files": {"test": [de, en]}}, "test"),
+        "wmt14_en_de": ("wmt14_en_de", {"data_files": {"test": [en, de]}}, "test"),
+        "wmt14_de_en": ("wmt14_de_en", {"data_files": {"test": [de, en]}}, "test"),
     }
 
 
 def _sample_texts(samples: dict) -> list[str]:
     texts = []
-    for cls, kwargs, split in samples.values():
-        dm = cls(load_tokenizer(TOK / "bert-base-uncased-vocab.txt"), batch_size=1, **kwargs)
+    for task, kwargs, split in samples.values():
+        dm = Seq2SeqDataModule(task, load_tokenizer(TOK / "bert-base-uncased-vocab.txt"), batch_size=1, **kwargs)
         for _, src, tgt in dm.task.read_local(dm._local_entry(split), _NoInvalid()):
             texts += [src, tgt]
     return texts
@@ -172,11 +164,11 @@ def cache(tmp_path_factory):
 
 
 def _dm(samples, name, tok, cache, target_tokenizer=None, **options):
-    cls, kwargs, split = samples[name]
+    task, kwargs, split = samples[name]
     # lengths that truncate nothing: only what the vocabulary cannot represent is counted out
     options = {"max_source_length": 4096, "max_target_length": 512, **options}
-    return cls(
-        tok, target_tokenizer=target_tokenizer, cache_dir=cache, batch_size=8, task_options=options, **kwargs
+    return Seq2SeqDataModule(
+        task, tok, target_tokenizer=target_tokenizer, cache_dir=cache, batch_size=8, task_options=options, **kwargs
     ), split
 
 
@@ -237,7 +229,9 @@ def test_the_issue_example_wikisplit_through_bert_wordpiece(samples, families, c
 def test_separator_is_one_token_on_both_sides_for_every_family(family, families, tmp_path):
     path = tmp_path / "validation.tsv"
     path.write_text("A first <::::> sentence .\tThe first one . <::::> The second one .\n", encoding="utf-8")
-    dm = WikiSplitDataModule(families[family], data_files={"validation": path}, cache_dir=tmp_path, batch_size=1)
+    dm = Seq2SeqDataModule(
+        "wikisplit", families[family], data_files={"validation": path}, cache_dir=tmp_path, batch_size=1
+    )
     ds = dm.setup_split("validation")
     src_tok, tgt_tok = dm.tokenizers
     sep_id = tgt_tok.token_to_id(SPLIT_SEPARATOR)
@@ -247,7 +241,7 @@ def test_separator_is_one_token_on_both_sides_for_every_family(family, families,
     text = decode_generated(
         tgt_tok,
         [[0] + ds.split.ids("target", 0).tolist()],
-        eos_token_ids=[special_id(tgt_tok, "eos_token_id", "eos")],
+        eos_token_ids=[special_id(tgt_tok, "eos", "eos")],
         convention=dm.text_convention,
     )
     assert text[0].lower() == "the first one . <::::> the second one ."
@@ -257,7 +251,7 @@ def test_separator_is_one_token_on_both_sides_for_every_family(family, families,
         decode_generated(
             raw,
             [[0] + ds.split.ids("target", 0).tolist()],
-            eos_token_ids=[special_id(tgt_tok, "eos_token_id", "eos")],
+            eos_token_ids=[special_id(tgt_tok, "eos", "eos")],
             convention=dm.text_convention,
         )
         == text
@@ -356,16 +350,17 @@ def test_every_task_declares_its_text_convention():
         "wmt14_en_de": "bleu",
         "wmt14_de_en": "bleu",
         "files": "natural",
+        "quickstart": "tokenized",
     }
     assert TASKS["wikisplit"]().text_convention.atomic_tokens == (SPLIT_SEPARATOR,)
     assert all(TASKS[n]().text_convention.atomic_tokens == () for n in TASKS if n != "wikisplit")
     assert text_convention("files", {"text_style": "tokenized", "atomic_tokens": ["<sep>"]}) == TextConvention(
         "tokenized", ("<sep>",)
     )
-    dm = WikiSplitDataModule(load_tokenizer(MINILM), batch_size=1)
+    dm = Seq2SeqDataModule("wikisplit", load_tokenizer(MINILM), batch_size=1)
     assert text_convention(dm) == text_convention(dm.task) == dm.text_convention == text_convention("wikisplit")
     with pytest.raises(ValueError, match="text_style must be one of"):
-        WikiSplitDataModule(load_tokenizer(MINILM), batch_size=1, task_options={"text_style": "raw"})
+        Seq2SeqDataModule("wikisplit", load_tokenizer(MINILM), batch_size=1, task_options={"text_style": "raw"})
     assert set(STYLES) == {"tokenized", "natural", "bleu"}
 
 
@@ -444,7 +439,7 @@ def test_exported_model_and_tokenizer_reproduce_ids_logits_and_text_in_transform
     else:
         dec_dir = bert_dir
     start = tgt_tok.bos_token_id if tgt_tok.bos_token_id is not None else tgt_tok.cls_token_id
-    eos = special_id(tgt_tok, "eos_token_id", "eos")
+    eos = special_id(tgt_tok, "eos", "eos")
     pad = tgt_tok.pad_token_id if tgt_tok.pad_token_id is not None else eos
     model = EncoderDecoder.from_encoder_decoder_pretrained(
         bert_dir,
@@ -533,7 +528,7 @@ def _cut(ids: list[int], eos: int) -> int:
 
 def _save_stack(cfg, folder: Path) -> None:
     """A bare BERT checkpoint folder (``BertModel`` layout) with random weights."""
-    from bertgen.model import checkpoint as ckpt
+    from bertgen.model import hf_weights as ckpt
     from bertgen.model.config import write_json
     from bertgen.model.transformer import TransformerStack
 

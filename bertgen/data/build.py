@@ -3,7 +3,6 @@ and evaluation."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -11,9 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bertgen.data.datamodule import DATAMODULES, Seq2SeqDataModule
+from bertgen.data.datamodule import Seq2SeqDataModule
+from bertgen.data.tasks import task_class
 from bertgen.errors import ConfigError
-from bertgen.io import write_json_atomic, write_text_atomic
+from bertgen.io import sha256_file, write_json_atomic, write_text_atomic
 
 log = logging.getLogger("bertgen.data")
 
@@ -26,24 +26,23 @@ def task_data_dir(
     existing: str | os.PathLike | None = None,
 ) -> Path | None:
     """``data_dir`` when given; splits composed from slices of files (``task.compose_splits``, see
-    `compose_splits`) written to ``out_dir/data``; for the synthetic quickstart task the corpus of ``existing`` (a
-    run dir with a ``data/`` folder), else the same corpus written afresh to ``out_dir/data``; None = the task's own
-    source."""
+    `compose_splits`) written to ``out_dir/data``; for a task that writes its own corpus (``Task.synthetic``: the
+    quickstart; the config's ``synthetic`` gives the split sizes) the corpus of ``existing`` (a run dir with a
+    ``data/`` folder), else the same corpus written afresh to ``out_dir/data``; None = the task's own source."""
     if data_dir:
         if task.get("compose_splits"):
             log.info("data_dir=%s given: task.compose_splits is not used", data_dir)
         return Path(data_dir)
     if task.get("compose_splits"):
         return compose_splits(task["compose_splits"], Path(out_dir) / "data")
-    if not task.get("synthetic"):
+    cls = task_class(task)
+    if not cls.synthetic:
         return None
     if existing is not None and (Path(existing) / "data").is_dir():
         return Path(existing) / "data"
-    from bertgen.data.synthetic import write_synthetic_fusion
-
     folder = Path(out_dir) / "data"
-    write_synthetic_fusion(folder, dict(task["synthetic"]), seed=seed)
-    log.info("wrote the SYNTHETIC quickstart corpus (seed %s) to %s", seed, folder)
+    cls.write_synthetic(folder, dict(task.get("synthetic") or {}) or None, seed=seed)
+    log.info("wrote the SYNTHETIC %s corpus (seed %s) to %s", cls.name, seed, folder)
     return folder
 
 
@@ -114,7 +113,7 @@ def compose_splits(spec: Mapping[str, Any], out: str | os.PathLike) -> Path:
                             f"compose_splits: row {row} of {fname} is in both {other!r} and {split!r} ({part!r})"
                         )
                 rows += [line if line.endswith("\n") else line + "\n" for line in chosen]
-                used.append({"file": fname, "slice": [start, stop], "rows": len(chosen), "sha256": _sha256(path)})
+                used.append({"file": fname, "slice": [start, stop], "rows": len(chosen), "sha256": sha256_file(path)})
             write_text_atomic(out / name, "".join(rows))
             manifest["splits"][split][name] = {"rows": len(rows), "from": used}
     write_json_atomic(out / "compose.json", manifest)
@@ -151,14 +150,6 @@ def _compose_targets(split: str, files: Any) -> dict[str, list[str]]:
     return targets
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_datamodule(
     task: Mapping[str, Any],
     tokenizer: Any,
@@ -175,21 +166,19 @@ def make_datamodule(
     skip_invalid: bool = False,
     training: bool = True,
 ) -> Seq2SeqDataModule:
-    """The DataModule of ``task`` (its ``datamodule``, ``task_options``, ``train_fraction``, ``fraction_seed``).
+    """The DataModule of the task config ``task`` (its ``name``, ``task_options``, ``data_files``,
+    ``train_fraction``, ``fraction_seed``).
 
     ``task_options`` replaces the task's own (evaluation passes the conventions it resolved); ``max_tokens`` wins
     over ``batch_size``; ``training=False`` ignores the training fraction (evaluation reads whole splits)."""
-    cls = DATAMODULES.get(task.get("datamodule"))
-    if cls is None:
-        raise ConfigError(
-            f"task.datamodule: unknown datamodule {task.get('datamodule')!r}; known: {sorted(DATAMODULES)}"
-        )
     options = dict(task.get("task_options") or {}) if task_options is None else dict(task_options)
     try:
-        return cls(
+        return Seq2SeqDataModule(
+            task,
             tokenizer,
             target_tokenizer=target_tokenizer if target_tokenizer is not tokenizer else None,
             data_dir=data_dir,
+            data_files=task.get("data_files") if not data_dir else None,
             task_options=options,
             cache_dir=cache_dir,
             batch_size=batch_size if not max_tokens else None,

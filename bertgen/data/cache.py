@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from bertgen.data.errors import DataFormatError
+from bertgen.io import hash_files
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,9 @@ class EncodeOptions:
 
     max_source_length: int
     max_target_length: int
-    add_source_bos: bool
-    add_source_eos: bool
-    add_target_eos: bool
+    source_prefix: tuple[int, ...] = ()  # ids before every source (its bos, when the task adds it)
+    source_suffix: tuple[int, ...] = ()  # after every source (its eos)
+    target_suffix: tuple[int, ...] = ()  # after every target (the decoder's eos)
     source_replacements: tuple[tuple[str, str], ...] = ()
 
 
@@ -55,23 +56,11 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("BERTGEN_DATA_CACHE", Path.home() / ".cache" / "bertgen" / "data"))
 
 
-def hash_files(paths: Iterable[Path]) -> str:
-    """Content hash (blake2b) of files, in the given order; a folder hashes its files in sorted order."""
-    h = hashlib.blake2b(digest_size=16)
-    for p in paths:
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-        for f in files:
-            h.update(str(f.name).encode() + b"\0")
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()
-
-
 def tokenizer_fingerprint(tok: Any) -> str:
-    """Hash of the files ``tok.save`` writes (vocab, model, special tokens) plus its class name."""
+    """Hash of the files ``tok.save`` writes (vocab, model, special tokens) plus its class name (not its module: a
+    code move must not invalidate caches)."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{type(tok).__module__}.{type(tok).__qualname__}".encode())
+    h.update(type(tok).__qualname__.encode())
     with tempfile.TemporaryDirectory() as d:
         tok.save(d)
         h.update(hash_files([Path(d)]).encode())
@@ -88,24 +77,6 @@ def cache_key(parts: dict[str, Any]) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-# BERT-style WordPiece tokenizers have no bos/eos: they use [CLS]/[SEP] in those roles (the HF warm-starting blog
-# sets decoder_start_token_id=cls and eos_token_id=sep: Hugging Face's blog post 'Leveraging Pre-trained Language
-# Model Checkpoints for Encoder-Decoder Models').
-_FALLBACK = {"bos_token_id": "cls_token_id", "eos_token_id": "sep_token_id"}
-
-
-def special_id(tok: Any, attr: str, what: str) -> int:
-    """The tokenizer's ``attr`` (bos/eos) id, else its BERT-style stand-in ([CLS]/[SEP]); raise if neither exists."""
-    for name in (attr, _FALLBACK.get(attr)):
-        value = getattr(tok, name, None) if name else None
-        if value is not None:
-            return int(value)
-    raise ValueError(
-        f"{what} needs the tokenizer's {attr.removesuffix('_id')} (or {_FALLBACK[attr].removesuffix('_id')}), "
-        f"but {type(tok).__name__} has neither; set {what}=false or use a tokenizer that defines it"
-    )
-
-
 def _encode_chunk(
     pairs: Sequence[tuple[str, str]],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int, dict[str, int]]:
@@ -115,9 +86,7 @@ def _encode_chunk(
     sources = [p[0] for p in pairs]
     for old, new in opt.source_replacements:
         sources = [s.replace(old, new) for s in sources]
-    src_prefix = [_WORKER["bos"]] if opt.add_source_bos else []
-    src_suffix = [_WORKER["src_eos"]] if opt.add_source_eos else []
-    tgt_suffix = [_WORKER["tgt_eos"]] if opt.add_target_eos else []
+    src_prefix, src_suffix, tgt_suffix = list(opt.source_prefix), list(opt.source_suffix), list(opt.target_suffix)
     src, n_src_trunc = _fit(
         src_tok.batch_encode(sources, add_special_tokens=False), opt.max_source_length, src_prefix, src_suffix
     )
@@ -222,9 +191,6 @@ def build_split(
         tgt_tok=tgt_tok,
         options=options,
         convention=text_convention,
-        bos=special_id(src_tok, "bos_token_id", "add_source_bos") if options.add_source_bos else None,
-        src_eos=special_id(src_tok, "eos_token_id", "add_source_eos") if options.add_source_eos else None,
-        tgt_eos=special_id(tgt_tok, "eos_token_id", "add_target_eos") if options.add_target_eos else None,
     )
     cols = {n: _Column(tmp, n) for n in ("source_ids", "target_ids", "source_text", "target_text")}
     n = n_src_trunc = n_tgt_trunc = 0

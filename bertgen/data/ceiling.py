@@ -3,16 +3,16 @@
 A model that reproduced every target perfectly would be scored on exactly this text: the tokenised targets as the
 DataModule produces them (the task's text convention, truncation to ``max_target_length``, the end token), decoded
 by the pipeline's one ids-to-text function (``bertgen.text.decode_generated``) and scored against the raw references
-by the task's metrics (``bertgen.metrics.task_metrics``). It tells before any training whether a tokenizer can reach
+by the task's metrics (``Task.metrics``). It tells before any training whether a tokenizer can reach
 the paper's numbers at all, and what to count out: the result also scores the representable targets alone
 (those the vocabulary gives back and that are not truncated).
 
-    from bertgen.data import WikiSplitDataModule
+    from bertgen.data import Seq2SeqDataModule
     from bertgen.data.ceiling import reference_ceiling
-    dm = WikiSplitDataModule("google-bert/bert-base-uncased", data_dir="data/wikisplit", batch_size=64)
+    dm = Seq2SeqDataModule("discofuse", "google-bert/bert-base-uncased", data_dir="data/discofuse", batch_size=64)
     reference_ceiling(dm, "validation")["score"]     # SARI of the references through BERT's WordPiece
 
-    python -m bertgen.data.ceiling --task wikisplit --tokenizer google-bert/bert-base-uncased --data-dir data/wikisplit
+    bertgen-data ceiling --task discofuse --tokenizer google-bert/bert-base-uncased --data-dir data/discofuse
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from bertgen.data.cache import special_id
 from bertgen.text import CASE_FOLDED, decode_generated, is_loss, representation_losses
 
 TRUNCATED = "truncated"  # longer than max_target_length: not a vocabulary loss, but the model cannot produce it
@@ -40,14 +39,14 @@ def reference_ceiling(
 ) -> dict[str, Any]:
     """Score the references of ``split`` decoded from their own token ids (see the module docstring).
 
-    ``metrics_task``: a ``bertgen.metrics.task_metrics`` name (default: the task's name, e.g. ``wikisplit``).
+    ``metrics_task``: score with another registered task's metrics (default: the task's own).
     ``max_examples``: the first examples of the split only. Returns ``score`` (the headline metric over all the
     examples) and ``metrics`` (every metric), ``representable`` (the same over the targets that come back exactly
     and are not truncated), ``not_representable`` (reason -> count, ``truncated`` among them), ``lowercased``
     (targets that come back lowercased: no loss for the headline metrics, which fold case), ``examples``,
     ``headline``, the task, split, tokenizer and text convention.
     """
-    from bertgen.metrics import task_metrics
+    from bertgen.data.tasks import task_metrics
 
     task = datamodule.task
     metrics_task = metrics_task or task.name
@@ -56,7 +55,7 @@ def reference_ceiling(
     dataset = datamodule.setup_split(split)
     tok = datamodule.tokenizers[1]
     convention = datamodule.text_convention
-    eos = special_id(tok, "eos_token_id", "add_target_eos") if task.add_target_eos else None
+    eos = datamodule.special_tokens.eos if task.add_target_eos else None
     n = len(dataset) if max_examples is None else min(len(dataset), int(max_examples))
     counts: dict[str, int] = {}
     lowercased = kept = 0
@@ -143,9 +142,9 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``bertgen-data ceiling`` (and ``python -m bertgen.data.ceiling``)."""
-    from bertgen.data.datamodule import DATAMODULES
+    from bertgen.data.tasks import TASKS
 
-    parser.add_argument("--task", required=True, choices=sorted(DATAMODULES), help="the task (its DataModule)")
+    parser.add_argument("--task", required=True, choices=sorted(TASKS), help="the task")
     parser.add_argument("--tokenizer", required=True, help="source tokenizer: folder, vocabulary file or hub id")
     parser.add_argument("--target-tokenizer", help="target tokenizer when it differs (bert2gpt, roberta2gpt)")
     parser.add_argument("--data-dir", help="the task's files in their release layout")
@@ -166,16 +165,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a task option (repeatable; VALUE is JSON or a string), e.g. max_target_length=512",
     )
     parser.add_argument("--split", default="validation")
-    parser.add_argument("--metrics", help="metrics registry name (default: the task's)")
+    parser.add_argument("--metrics", help="score with another task's metrics (default: the task's own)")
     parser.add_argument("--max-examples", type=int)
     parser.add_argument("--cache-dir")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    from bertgen.data.datamodule import DATAMODULES
+    from bertgen.data.datamodule import Seq2SeqDataModule
 
-    dm = DATAMODULES[args.task](
+    dm = Seq2SeqDataModule(
+        args.task,
         args.tokenizer,
         target_tokenizer=args.target_tokenizer,
         data_dir=args.data_dir,
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m bertgen.data.ceiling --task wikisplit --tokenizer <folder or hub id> [--data-dir DIR]``."""
+    """``python -m bertgen.data.ceiling --task <task> --tokenizer <folder or hub id> [--data-dir DIR]``."""
     from bertgen.errors import BertgenError
 
     parser = argparse.ArgumentParser(prog="python -m bertgen.data.ceiling", description=__doc__.split("\n\n")[0])

@@ -21,8 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bertgen.data import ceiling
+from bertgen.data.download import all_sources
 from bertgen.data.errors import DatasetUnavailableError
-from bertgen.data.sources import SOURCES, TASK_SOURCES, DatasetSource
+from bertgen.data.sources import DatasetSource
+from bertgen.data.tasks import TASKS
 from bertgen.errors import BertgenError
 
 
@@ -34,8 +36,12 @@ class Command:
 
 
 def _tasks_of(source: DatasetSource) -> list[str]:
-    tasks = [t for t, s in TASK_SOURCES.items() if s == source.name]
-    return tasks or (["discofuse (task_options.source=hub)"] if source.name == "discofuse_hub" else [])
+    return all_sources().get(source.name, (source, []))[1]
+
+
+def _task_sources() -> list[str]:
+    """The tasks with an official source, in the registry's order."""
+    return [name for name, cls in TASKS.items() if cls.sources]
 
 
 def _size(n: int | None) -> str:
@@ -49,7 +55,7 @@ def _size(n: int | None) -> str:
 
 # ---- download ---------------------------------------------------------------------------------------------------
 def _configure_download(p: argparse.ArgumentParser) -> None:
-    names = sorted(set(TASK_SOURCES) | set(SOURCES))
+    names = sorted(set(_task_sources()) | set(all_sources()))
     p.add_argument(
         "tasks",
         nargs="+",
@@ -77,7 +83,7 @@ def _configure_download(p: argparse.ArgumentParser) -> None:
 def _run_download(args: argparse.Namespace) -> int:
     from bertgen.data.download import prepare_source, resolve_source
 
-    names = list(dict.fromkeys(TASK_SOURCES)) if "all" in args.tasks else args.tasks
+    names = _task_sources() if "all" in args.tasks else args.tasks
     sources: dict[str, tuple[DatasetSource, str]] = {}
     for name in names:
         src = resolve_source(name)
@@ -132,7 +138,7 @@ def _source_record(src: DatasetSource) -> dict:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    records = [_source_record(s) for s in SOURCES.values()]
+    records = [_source_record(s) for s, _ in all_sources().values()]
     if args.json:
         print(json.dumps(records, indent=2))
         return 0

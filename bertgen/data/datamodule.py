@@ -1,8 +1,8 @@
-"""LightningDataModules: one per task, sharing the reading -> tokenising/caching -> bucketed batching machinery.
+"""The LightningDataModule: a task's data read -> tokenised and cached -> batched by length, for any registered task.
 
 Usage::
 
-    dm = WikiSplitDataModule(tokenizer="path/to/tokenizer", data_dir="data/wikisplit", max_tokens=8192)
+    dm = Seq2SeqDataModule("wikisplit", "path/to/tokenizer", data_dir="data/wikisplit", max_tokens=8192)
     dm.prepare_data(); dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))      # input_ids, attention_mask, labels, decoder_attention_mask, index
     dm.target_text("validation", int(batch["index"][0]))   # the raw reference, for metrics
@@ -21,12 +21,11 @@ consumed (``on_before_batch_transfer``), so a resumed run sees exactly the batch
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -45,21 +44,10 @@ from bertgen.data.cache import (
 from bertgen.data.collate import Seq2SeqCollator, Seq2SeqDataset
 from bertgen.data.errors import DatasetUnavailableError, InvalidRows
 from bertgen.data.sampler import LengthBucketBatchSampler
-from bertgen.data.tasks import (
-    SPLITS,
-    CNNDailyMailTask,
-    DiscoFuseTask,
-    FileEntry,
-    FilesTask,
-    GigawordTask,
-    SummaryFiles,
-    Task,
-    WikiSplitTask,
-    WMT14DeEnTask,
-    WMT14EnDeTask,
-    XSumTask,
-)
+from bertgen.data.tasks import SPLITS, FileEntry, SummaryFiles, Task, make_task
+from bertgen.hub import offline_variables
 from bertgen.text import TextConvention
+from bertgen.tokenization.special import SpecialTokens, special_id
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +72,10 @@ def _entry_paths(entry: FileEntry) -> list[Path]:
 
 
 class Seq2SeqDataModule(L.LightningDataModule):
-    """Shared machinery; subclasses only pick the task (``task_cls``).
+    """One task's data for training and evaluation.
 
     Args:
+      task: a registered task's name (``bertgen.data.tasks.TASKS``), a task config, a `Task` class or instance.
       tokenizer: a tokenizer object (``bertgen.tokenization`` interface) or a folder / hub id for ``load_tokenizer``.
       target_tokenizer: for the targets when it differs (e.g. bert2gpt); defaults to ``tokenizer``.
       data_dir / data_files: local data. ``data_files`` maps a split to a path, or for line-aligned tasks (WMT,
@@ -110,10 +99,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
     ``lowercased_target``: targets that come back lowercased, no loss for any task metric) for the run record.
     """
 
-    task_cls: ClassVar[type[Task]]
-
     def __init__(
         self,
+        task: str | Mapping[str, Any] | Task | type[Task],
         tokenizer: Any,
         *,
         target_tokenizer: Any = None,
@@ -138,12 +126,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             raise ValueError("set max_tokens (token budget per batch), batch_size, or both")
         if not 0.0 < train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
-        options = dict(task_options or {})
-        fields = {f.name for f in dataclasses.fields(self.task_cls)}
-        unknown = sorted(set(options) - fields)
-        if unknown:
-            raise ValueError(f"{self.task_cls.name}: unknown task_options {unknown}; valid: {sorted(fields)}")
-        self.task = self.task_cls(**options)
+        self.task = make_task(task, task_options)
         self._tokenizer_arg, self._target_tokenizer_arg = tokenizer, target_tokenizer
         self._tokenizers: tuple[Any, Any] | None = None
         self.data_dir = Path(data_dir) if data_dir is not None else None
@@ -161,6 +144,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self._pending_state: dict[str, Any] | None = None
         self._progress = {"epoch": 0, "batches_done": 0}  # training batches consumed by the loop
         self._tok_fingerprints: tuple[str, str] | None = None
+        self._special: SpecialTokens | None = None
         self._hashes: dict[tuple, str] = {}
 
     # ---- tokenizers -------------------------------------------------------------------------------------------
@@ -181,6 +165,14 @@ class Seq2SeqDataModule(L.LightningDataModule):
             )
             self._tokenizers = (src, tgt)
         return self._tokenizers
+
+    @property
+    def special_tokens(self) -> SpecialTokens:
+        """The special ids of the prepared tokenizers (``bertgen.tokenization.special``): what the data is encoded
+        and padded with and what a model for this data is built with."""
+        if self._special is None:
+            self._special = SpecialTokens.from_tokenizers(*self.tokenizers)
+        return self._special
 
     @property
     def text_convention(self) -> TextConvention:
@@ -208,9 +200,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
         and read it as the data_dir. Tasks without one, or with their own ``hub_path``, keep the hub path."""
         if self.data_files or self.data_dir is not None:
             return
-        from bertgen.data.download import prepare_task, source_for_task
+        from bertgen.data.download import prepare_task
 
-        if source_for_task(self.task) is not None:
+        if self.task.download_source() is not None:
             self.data_dir = prepare_task(self.task, self.cache_dir / "sources")
 
     def available_splits(self) -> list[str]:
@@ -262,12 +254,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
             return datasets.load_dataset(task.hub_path, task.hub_config, split=split)
         except Exception as e:  # offline, unknown repo, script datasets unsupported, ...
-            offline = any(
-                os.environ.get(v, "0") not in ("0", "", "false", "False")
-                for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-            )
+            offline = offline_variables()
             why = (
-                "offline mode (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set)"
+                f"offline mode ({' / '.join(offline)} set)"
                 if offline
                 else f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
             )
@@ -277,13 +266,15 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     # ---- preparing / loading ----------------------------------------------------------------------------------
     def _encode_options(self) -> EncodeOptions:
-        t = self.task
+        """The task's encoding with the special ids it asks for resolved (`special_tokens`); a task option asking for
+        a token the tokenizer does not have fails here, naming the option."""
+        t, src, tgt = self.task, *self.tokenizers
         return EncodeOptions(
             t.max_source_length,
             t.max_target_length,
-            t.add_source_bos,
-            t.add_source_eos,
-            t.add_target_eos,
+            (special_id(src, "bos", "add_source_bos"),) if t.add_source_bos else (),
+            (special_id(src, "eos", "add_source_eos"),) if t.add_source_eos else (),
+            (special_id(tgt, "eos", "add_target_eos"),) if t.add_target_eos else (),
             tuple(sorted(t.source_replacements.items())),
         )
 
@@ -441,9 +432,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         return trainer.world_size, trainer.global_rank
 
     def _collator(self) -> Seq2SeqCollator:
-        src = self.tokenizers[0]
-        pad = src.pad_token_id if src.pad_token_id is not None else (src.eos_token_id or 0)  # masked out anyway
-        return Seq2SeqCollator(int(pad), self.pad_to_multiple_of)
+        return Seq2SeqCollator(self.special_tokens.source_pad, self.pad_to_multiple_of)
 
     def _sampler(self, split: str, shuffle: bool) -> LengthBucketBatchSampler:
         if split not in self.datasets:
@@ -534,7 +523,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         file_format: str | None = None,
         task_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
-    ) -> FilesDataModule:
+    ) -> Seq2SeqDataModule:
         """A DataModule over the user's own TSV (with header) / CSV / JSONL / Parquet files with named columns."""
         opts = {
             "source_column": source_column,
@@ -542,7 +531,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             "file_format": file_format,
             **dict(task_options or {}),
         }
-        return FilesDataModule(tokenizer, data_files=data_files, task_options=opts, **kwargs)
+        return Seq2SeqDataModule("files", tokenizer, data_files=data_files, task_options=opts, **kwargs)
 
 
 def _hub_rows(ds: Any, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
@@ -551,58 +540,3 @@ def _hub_rows(ds: Any, batch_size: int = 1000) -> Iterator[dict[str, Any]]:
         keys = list(batch)
         for values in zip(*(batch[k] for k in keys)):
             yield dict(zip(keys, values))
-
-
-class DiscoFuseDataModule(Seq2SeqDataModule):
-    __doc__ = DiscoFuseTask.__doc__
-    task_cls = DiscoFuseTask
-
-
-class WikiSplitDataModule(Seq2SeqDataModule):
-    __doc__ = WikiSplitTask.__doc__
-    task_cls = WikiSplitTask
-
-
-class GigawordDataModule(Seq2SeqDataModule):
-    __doc__ = GigawordTask.__doc__
-    task_cls = GigawordTask
-
-
-class CNNDailyMailDataModule(Seq2SeqDataModule):
-    __doc__ = CNNDailyMailTask.__doc__
-    task_cls = CNNDailyMailTask
-
-
-class XSumDataModule(Seq2SeqDataModule):
-    __doc__ = XSumTask.__doc__
-    task_cls = XSumTask
-
-
-class WMT14EnDeDataModule(Seq2SeqDataModule):
-    __doc__ = WMT14EnDeTask.__doc__
-    task_cls = WMT14EnDeTask
-
-
-class WMT14DeEnDataModule(Seq2SeqDataModule):
-    __doc__ = WMT14DeEnTask.__doc__
-    task_cls = WMT14DeEnTask
-
-
-class FilesDataModule(Seq2SeqDataModule):
-    __doc__ = FilesTask.__doc__
-    task_cls = FilesTask
-
-
-DATAMODULES: dict[str, type[Seq2SeqDataModule]] = {
-    m.task_cls.name: m
-    for m in (
-        DiscoFuseDataModule,
-        WikiSplitDataModule,
-        GigawordDataModule,
-        CNNDailyMailDataModule,
-        XSumDataModule,
-        WMT14EnDeDataModule,
-        WMT14DeEnDataModule,
-        FilesDataModule,
-    )
-}

@@ -1,4 +1,5 @@
-"""Fetch a task's official files (``bertgen.data.sources``), verify their sha256 and unpack them into a ``data_dir``.
+"""Fetch a task's official files (its ``sources``, ``bertgen.data.sources``), verify their sha256 and unpack them into
+a ``data_dir``.
 
 ``prepare_source(source, dest)`` returns ``dest/<source.folder>``, a folder the task's local readers accept (the
 layouts of ``bertgen.data.tasks``). The DataModule calls ``prepare_task`` when it is given neither ``data_dir`` nor
@@ -19,9 +20,7 @@ layouts of ``bertgen.data.tasks``). The DataModule calls ``prepare_task`` when i
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
 import http.client
 import json
 import logging
@@ -32,21 +31,20 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from bertgen.data.cache import default_cache_dir
-from bertgen.data.errors import ChecksumMismatchError, DatasetUnavailableError
-from bertgen.data.sources import HUB_COPIES_NOT_USED, SOURCES, TASK_SOURCES, DatasetSource, RemoteFile
-from bertgen.errors import ConfigError
+from bertgen.data.errors import ChecksumMismatchError, CorruptFileError, DatasetUnavailableError
+from bertgen.data.sources import DatasetSource, RemoteFile
+from bertgen.hub import offline_variables
+from bertgen.io import sha256_file
 
 log = logging.getLogger("bertgen.data")
 
 MIRROR_ENV = "BERTGEN_DATA_MIRROR"
-OFFLINE_ENVS = ("BERTGEN_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 MARKER = ".bertgen-source.json"
 CHUNK = 1 << 20
 
@@ -56,10 +54,6 @@ class _Dropped(Exception):
 
 
 # ---- where things come from -----------------------------------------------------------------------------------
-def is_offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no", "off") for v in OFFLINE_ENVS)
-
-
 def _mirror(mirror: str | None) -> str | None:
     mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
     return mirror.rstrip("/") if mirror else None
@@ -101,40 +95,28 @@ def default_dest() -> Path:
     return default_cache_dir() / "sources"
 
 
+def all_sources() -> dict[str, tuple[DatasetSource, list[str]]]:
+    """Every official source of the registered tasks, by name, with the tasks that read it (first = default)."""
+    from bertgen.data.tasks import TASKS
+
+    out: dict[str, tuple[DatasetSource, list[str]]] = {}
+    for name, cls in TASKS.items():
+        for k, src in enumerate(cls.sources):
+            out.setdefault(src.name, (src, []))[1].append(name if k == 0 else f"{name} (a task option)")
+    return out
+
+
 def resolve_source(name: str) -> DatasetSource:
     """A source by its name or by a task name (``wmt14_en_de`` -> ``wmt14``)."""
-    key = TASK_SOURCES.get(name, name)
-    if key not in SOURCES:
-        known = sorted(set(SOURCES) | set(TASK_SOURCES))
+    from bertgen.data.tasks import TASKS
+
+    if name in TASKS and TASKS[name].sources:
+        return TASKS[name].sources[0]
+    sources = all_sources()
+    if name not in sources:
+        known = sorted(set(sources) | {t for t, c in TASKS.items() if c.sources})
         raise DatasetUnavailableError(f"no official source named '{name}'; known: {', '.join(known)}")
-    return SOURCES[key]
-
-
-def source_for_task(task: Any) -> DatasetSource | None:
-    """The official source a task is read from when no local copy is given, or None: a task without one
-    (``files``), or a task whose ``hub_path`` was set to another dataset (read through ``datasets`` as before).
-
-    DiscoFuse: ``source="official"`` (default) is the balanced release the paper used; ``source="hub"`` the hub
-    copy, which is the full, unbalanced set (with a warning)."""
-    name = getattr(task, "name", None)
-    if name not in TASK_SOURCES:
-        return None
-    default_hub = getattr(type(task), "default_hub_path", None)
-    if getattr(task, "hub_path", None) not in (None, default_hub):
-        return None
-    choice = getattr(task, "source", "official")
-    if choice not in ("official", "hub"):
-        raise ConfigError(f"{name}: task_options.source must be 'official' or 'hub', got {choice!r}")
-    if choice == "hub":
-        if name != "discofuse":
-            raise ConfigError(f"{name}: task_options.source=hub exists for discofuse only (its hub copy is unbalanced)")
-        log.warning(
-            "discofuse: task_options.source=hub reads the Hugging Face copy, which is the full UNBALANCED "
-            "Wikipedia set (16.3M train), NOT the balanced set the paper used; train_fraction subsets are "
-            "then of the unbalanced data"
-        )
-        return SOURCES["discofuse_hub"]
-    return SOURCES[TASK_SOURCES[name]]
+    return sources[name][0]
 
 
 # ---- the error message ------------------------------------------------------------------------------------------
@@ -160,8 +142,11 @@ def unavailable_message(
     layout_help: str | None = None,
 ) -> str:
     """One message: what failed, the URLs, the expected files, and how to prepare the data elsewhere."""
+    from bertgen.data.tasks import TASKS
+
     task = task or source.name
-    command = task if TASK_SOURCES.get(task) == source.name else source.name
+    cls = TASKS.get(task)
+    command = task if cls is not None and cls.sources and cls.sources[0].name == source.name else source.name
     lines = [
         f"{task}: cannot download {source.title}: {why}.",
         f"URLs: {', '.join(source_urls(source, mirror))}.",
@@ -171,22 +156,14 @@ def unavailable_message(
             f"DIR/{source.folder} here and pass data_dir=<that folder> (it holds {', '.join(source.layout)})."
         ),
     ]
-    if task in HUB_COPIES_NOT_USED:
-        lines.append(f"(Not used: the hub copy {HUB_COPIES_NOT_USED[task]}.)")
+    if cls is not None and cls.hub_copy_not_used:
+        lines.append(f"(Not used: the hub copy {cls.hub_copy_not_used}.)")
     if layout_help:
         lines.append(layout_help)
     return " ".join(lines)
 
 
 # ---- plain HTTP(S) downloads ------------------------------------------------------------------------------------
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _progress(total: int | None, initial: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -374,47 +351,6 @@ def _fetch_hub_file(
 
 
 # ---- unpacking --------------------------------------------------------------------------------------------------
-def _split_of(path: str) -> str:
-    """``default/train/0000.parquet`` and ``3.0.0/train-00000-of-00003.parquet`` -> ``train``."""
-    p = Path(path)
-    if p.parent.name in ("train", "validation", "test"):
-        return p.parent.name
-    return p.name.split("-")[0].split(".")[0]
-
-
-def _by_split(files: dict[str, Path]) -> dict[str, list[Path]]:
-    out: dict[str, list[Path]] = {}
-    for rel in sorted(files):
-        if rel.endswith(".parquet"):
-            out.setdefault(_split_of(rel), []).append(files[rel])
-    return out
-
-
-def _parquet_rows(paths: list[Path], columns: list[str]) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    for p in paths:
-        try:
-            pf = pq.ParquetFile(p)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a file that is not parquet
-            raise _Corrupt(p, e) from None
-        missing = [c for c in columns if c not in pf.schema_arrow.names]
-        if missing:
-            raise DatasetUnavailableError(f"{p.name}: parquet columns {pf.schema_arrow.names} lack {missing}")
-        for batch in pf.iter_batches(columns=columns, batch_size=4096):
-            yield from batch.to_pylist()
-
-
-class _Corrupt(Exception):
-    def __init__(self, path: Path, error: BaseException) -> None:
-        super().__init__(f"{path.name}: {type(error).__name__}: {error}")
-        self.path = path
-
-
-def _one_line(text: Any) -> str:
-    return " ".join(str(text if text is not None else "").replace("\t", " ").splitlines())
-
-
 def _build_zip(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
     """Plain files are copied; ``source.members`` (output name -> member path suffix) are taken out of the archives."""
     archives = [p for rel, p in files.items() if rel.endswith(".zip")]
@@ -436,7 +372,7 @@ def _build_zip(source: DatasetSource, files: dict[str, Path], out: Path) -> dict
                         shutil.copyfileobj(src, dst, CHUNK)
                     del wanted[target]
         except (zipfile.BadZipFile, EOFError, zlib.error) as e:
-            raise _Corrupt(archive, e) from None
+            raise CorruptFileError(archive, e) from None
     if wanted:
         raise DatasetUnavailableError(
             f"{source.name}: the archive(s) {[a.name for a in archives]} lack {sorted(wanted.values())}"
@@ -454,88 +390,8 @@ def _count_rows(source: DatasetSource, out: Path) -> dict[str, int]:
             continue
         with open(out / name, "rb") as f:
             n = sum(1 for _ in f)
-        header = name.endswith(".tsv") and source.name.startswith("discofuse")
-        rows[split] = n - 1 if header else n
+        rows[split] = n - 1 if source.header else n
     return rows
-
-
-def _build_cnn_dailymail(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
-    rows = {}
-    for split, paths in _by_split(files).items():
-        with open(out / f"{split}.csv", "w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["id", "article", "highlights"])
-            n = 0
-            for r in _parquet_rows(paths, ["id", "article", "highlights"]):
-                w.writerow([r["id"], r["article"], r["highlights"]])
-                n += 1
-        rows[split] = n
-    return rows
-
-
-def _build_xsum(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
-    rows = {}
-    for split, paths in _by_split(files).items():
-        with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
-            n = 0
-            for r in _parquet_rows(paths, ["document", "summary", "id"]):
-                f.write(
-                    json.dumps(
-                        {"document": r["document"] or "", "summary": r["summary"] or "", "id": r["id"]},
-                        ensure_ascii=False,
-                    )
-                    + "\n"
-                )
-                n += 1
-        rows[split] = n
-    return rows
-
-
-def _build_wmt14(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
-    rows = {}
-    for split, paths in _by_split(files).items():
-        with (
-            open(out / f"{split}.de", "w", encoding="utf-8") as de,
-            open(out / f"{split}.en", "w", encoding="utf-8") as en,
-        ):
-            n = 0
-            for r in _parquet_rows(paths, ["translation"]):
-                t = r["translation"] or {}
-                de.write(_one_line(t.get("de")) + "\n")  # one sentence per line keeps the two files aligned
-                en.write(_one_line(t.get("en")) + "\n")
-                n += 1
-        rows[split] = n
-    return rows
-
-
-def _build_discofuse_parquet(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
-    from bertgen.data.tasks import DiscoFuseTask
-
-    cols = list(DiscoFuseTask.COLUMNS)
-    names = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
-    rows = {}
-    for split, paths in _by_split(files).items():
-        with open(out / names.get(split, f"{split}.tsv"), "w", encoding="utf-8") as f:
-            f.write("\t".join(cols) + "\n")
-            n = 0
-            for r in _parquet_rows(paths, cols):
-                vals = [
-                    f"{float(r[c]):.1f}" if c.startswith("has_coref") and r[c] is not None else _one_line(r[c])
-                    for c in cols
-                ]
-                f.write("\t".join(vals) + "\n")
-                n += 1
-        rows[split] = n
-    return rows
-
-
-BUILDERS: dict[str, Callable[[DatasetSource, dict[str, Path], Path], dict[str, int]]] = {
-    "zip": _build_zip,
-    "cnn_dailymail_parquet": _build_cnn_dailymail,
-    "xsum_parquet": _build_xsum,
-    "wmt14_parquet": _build_wmt14,
-    "discofuse_parquet": _build_discofuse_parquet,
-}
 
 
 # ---- the whole thing --------------------------------------------------------------------------------------------
@@ -571,9 +427,9 @@ def prepare_source(
             unavailable_message(source, why, task=task, mirror=mirror, layout_help=layout_help)
         )
 
-    if is_offline():
-        set_ = [v for v in OFFLINE_ENVS if os.environ.get(v, "").strip().lower() not in ("", "0", "false", "no", "off")]
-        raise fail(f"offline mode ({' / '.join(set_)} is set), so nothing is downloaded") from None
+    offline = offline_variables()
+    if offline:
+        raise fail(f"offline mode ({' / '.join(offline)} is set), so nothing is downloaded") from None
     dest.mkdir(parents=True, exist_ok=True)
     from filelock import FileLock  # a dependency of huggingface_hub
 
@@ -590,8 +446,8 @@ def prepare_source(
         tmp.mkdir()
         try:
             log.info("%s: unpacking into %s", source.name, final)
-            rows = BUILDERS[source.builder](source, files, tmp)
-        except _Corrupt as e:
+            rows = (_build_zip if source.builder == "zip" else source.builder)(source, files, tmp)
+        except CorruptFileError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             e.path.unlink(missing_ok=True)
             raise fail(f"{e} (a corrupt or truncated download; it was deleted, run again to fetch it afresh)") from None
@@ -685,7 +541,7 @@ def _check_rows(source: DatasetSource, rows: dict[str, int]) -> None:
 def prepare_task(task: Any, dest: str | os.PathLike | None = None, **kwargs: Any) -> Path:
     """``prepare_source`` for a task (``bertgen.data.tasks.Task``): its official source, its name and its layout
     help in the error message. Raises ``DatasetUnavailableError`` when the task has no official source."""
-    source = source_for_task(task)
+    source = task.download_source()
     if source is None:
         raise DatasetUnavailableError(f"{task.name}: no official source; pass data_dir= or data_files=")
     return prepare_source(source, dest, task=task.name, layout_help=task.layout_help(), **kwargs)

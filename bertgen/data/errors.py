@@ -19,6 +19,15 @@ class ChecksumMismatchError(DatasetUnavailableError):
     """A downloaded file whose sha256 is not the recorded one: the message names the file, both hashes, the URL."""
 
 
+class CorruptFileError(Exception):
+    """A downloaded file that cannot be read as what it should be (a truncated archive, a parquet file that is not
+    one): the download is deleted and the caller words the error."""
+
+    def __init__(self, path, error: BaseException) -> None:
+        super().__init__(f"{path.name}: {type(error).__name__}: {error}")
+        self.path = path
+
+
 class InvalidRows:
     """Decides what happens to a malformed row: raise (default) or drop it and count why.
 

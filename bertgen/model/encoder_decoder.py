@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..hub import resolve_checkpoint
-from . import checkpoint as ckpt
+from ..hub import fetch_folder
+from . import hf_weights
 from .config import EncoderDecoderConfig, ModelConfig, read_config_json, read_json, write_json
 from .transformer import KVCache, TransformerStack
 
@@ -75,13 +75,13 @@ def _load_side(spec, role: str) -> tuple[ModelConfig, dict[str, torch.Tensor] | 
     """(config, HF tensors or None for random init, resolved folder) for one side of an encoder-decoder."""
     if isinstance(spec, (ModelConfig, dict)):
         return ModelConfig.coerce(spec), None, None
-    folder = resolve_checkpoint(spec, what=f"{role} checkpoint")
+    folder = fetch_folder(spec, what=f"{role} checkpoint")
     raw = read_config_json(folder)
     if raw.get("model_type") == "encoder-decoder":
         raise ValueError(
             f"{role} checkpoint {spec} is a whole encoder-decoder model; load it with EncoderDecoder.from_pretrained"
         )
-    return ModelConfig.from_hf_dict(raw), ckpt.read_weights(folder), str(folder.resolve())
+    return ModelConfig.from_hf_dict(raw), hf_weights.read_weights(folder), str(folder.resolve())
 
 
 def _grown(cfg: ModelConfig, vocab_size: int | None) -> ModelConfig:
@@ -214,12 +214,12 @@ class EncoderDecoder(nn.Module):
         # With shared embeddings the one matrix is loaded by whichever side has a checkpoint (bert2rnd: the encoder's).
         reports = []
         if enc_sd is not None:
-            body = ckpt.detect_body_prefix(enc_cfg, enc_sd, ("", ckpt.DECODER_BODY_PREFIX[enc_cfg.family]))
-            rep = ckpt.load_stack(model.encoder, enc_sd, body, with_head=False, grow_vocab=grow[0])
+            body = hf_weights.detect_body_prefix(enc_cfg, enc_sd, ("", hf_weights.DECODER_BODY_PREFIX[enc_cfg.family]))
+            rep = hf_weights.load_stack(model.encoder, enc_sd, body, with_head=False, grow_vocab=grow[0])
             reports.append(("encoder", rep))
         if dec_sd is not None:
-            body = ckpt.detect_body_prefix(dec_cfg, dec_sd, (ckpt.DECODER_BODY_PREFIX[dec_cfg.family], ""))
-            rep = ckpt.load_stack(model.decoder, dec_sd, body, with_head=True, grow_vocab=grow[1])
+            body = hf_weights.detect_body_prefix(dec_cfg, dec_sd, (hf_weights.DECODER_BODY_PREFIX[dec_cfg.family], ""))
+            rep = hf_weights.load_stack(model.decoder, dec_sd, body, with_head=True, grow_vocab=grow[1])
             reports.append(("decoder", rep))
         for role, rep in reports:
             rep.log(f"{role} from {encoder if role == 'encoder' else decoder}")
@@ -250,25 +250,25 @@ class EncoderDecoder(nn.Module):
     def from_pretrained(cls, path_or_id: str | Path, **config_overrides) -> EncoderDecoder:
         """Load an `EncoderDecoderModel` folder (transformers' or ours) or hub id; ``config_overrides`` apply to the
         top-level config (e.g. ``decoder_start_token_id``)."""
-        folder = resolve_checkpoint(path_or_id, what="encoder-decoder checkpoint")
+        folder = fetch_folder(path_or_id, what="encoder-decoder checkpoint")
         config = EncoderDecoderConfig.from_hf_dict(read_config_json(folder))
         for k, v in config_overrides.items():
             if not hasattr(config, k):
                 raise AttributeError(f"EncoderDecoderConfig has no field {k!r}")
             setattr(config, k, v)
         model = cls(config)
-        sd = ckpt.read_weights(folder)
+        sd = hf_weights.read_weights(folder)
         model._load_hf_state(sd).log(f"EncoderDecoder from {path_or_id}")
         model.generation_config = read_generation_config(folder, config.extra)
         return model
 
-    def _load_hf_state(self, sd: dict[str, torch.Tensor]) -> ckpt.LoadReport:
+    def _load_hf_state(self, sd: dict[str, torch.Tensor]) -> hf_weights.LoadReport:
         enc_sd = {k[len("encoder.") :]: v for k, v in sd.items() if k.startswith("encoder.")}
         dec_sd = {k[len("decoder.") :]: v for k, v in sd.items() if k.startswith("decoder.")}
         rest = {k: v for k, v in sd.items() if not k.startswith(("encoder.", "decoder."))}
-        dec_body = ckpt.DECODER_BODY_PREFIX[self.config.decoder.family]
-        enc_rep = ckpt.load_stack(self.encoder, enc_sd, "", with_head=False)
-        dec_rep = ckpt.load_stack(self.decoder, dec_sd, dec_body, with_head=True)  # decoder wins for tied weights
+        dec_body = hf_weights.DECODER_BODY_PREFIX[self.config.decoder.family]
+        enc_rep = hf_weights.load_stack(self.encoder, enc_sd, "", with_head=False)
+        dec_rep = hf_weights.load_stack(self.decoder, dec_sd, dec_body, with_head=True)  # decoder wins for tied weights
         # A tied/shared encoder parameter is not missing when the decoder's copy was loaded (transformers saves
         # only the decoder copy of tied weights).
         dec_params = dict(self.decoder.named_parameters(remove_duplicate=False))
@@ -276,7 +276,7 @@ class EncoderDecoder(nn.Module):
         enc_params = dict(self.encoder.named_parameters(remove_duplicate=False))
         enc_rep.missing = [k for k in enc_rep.missing if id(enc_params[k]) not in dec_loaded]
         enc_rep.unexpected = [k for k in enc_rep.unexpected if not k.startswith("pooler.")]
-        report = ckpt.LoadReport()
+        report = hf_weights.LoadReport()
         report.extend(enc_rep, "encoder.")
         report.extend(dec_rep, "decoder.")
         if self.enc_to_dec_proj is not None:
@@ -292,12 +292,14 @@ class EncoderDecoder(nn.Module):
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
         """This model's weights under transformers' `EncoderDecoderModel` names."""
-        dec_body = ckpt.DECODER_BODY_PREFIX[self.config.decoder.family]
-        enc = ckpt.export_stack(self.encoder, "", with_head=False, add_pooler=True)
+        dec_body = hf_weights.DECODER_BODY_PREFIX[self.config.decoder.family]
+        enc = hf_weights.export_stack(self.encoder, "", with_head=False, add_pooler=True)
         if self.config.tie_encoder_decoder:  # transformers re-ties the encoder to the decoder on load
             enc = {k: v for k, v in enc.items() if k.startswith("pooler.")}
         out = {"encoder." + k: v for k, v in enc.items()}
-        out.update({"decoder." + k: v for k, v in ckpt.export_stack(self.decoder, dec_body, with_head=True).items()})
+        out.update(
+            {"decoder." + k: v for k, v in hf_weights.export_stack(self.decoder, dec_body, with_head=True).items()}
+        )
         if self.enc_to_dec_proj is not None:
             out["enc_to_dec_proj.weight"] = self.enc_to_dec_proj.weight.detach().clone()
             out["enc_to_dec_proj.bias"] = self.enc_to_dec_proj.bias.detach().clone()
@@ -406,21 +408,21 @@ class DecoderOnlyLM(nn.Module):
     def from_pretrained(cls, path_or_id: str | Path, *, vocab_size: int | None = None, **overrides) -> DecoderOnlyLM:
         """Load a causal-LM folder or hub id; ``vocab_size`` (the tokenizer's length) grows the word embeddings as in
         `EncoderDecoder.from_encoder_decoder_pretrained`; ``overrides`` are config fields."""
-        folder = resolve_checkpoint(path_or_id, what="decoder checkpoint")
+        folder = fetch_folder(path_or_id, what="decoder checkpoint")
         checkpoint_cfg = ModelConfig.from_hf_dict(read_config_json(folder))
         cfg = _grown(checkpoint_cfg.replace(**overrides), vocab_size)
         model = cls(cfg)
-        sd = ckpt.read_weights(folder)
-        body = ckpt.detect_body_prefix(cfg, sd, (ckpt.DECODER_BODY_PREFIX[cfg.family], ""))
+        sd = hf_weights.read_weights(folder)
+        body = hf_weights.detect_body_prefix(cfg, sd, (hf_weights.DECODER_BODY_PREFIX[cfg.family], ""))
         grow = cfg.vocab_size > checkpoint_cfg.vocab_size
-        ckpt.load_stack(model.decoder, sd, body, with_head=True, grow_vocab=grow).log(
+        hf_weights.load_stack(model.decoder, sd, body, with_head=True, grow_vocab=grow).log(
             f"DecoderOnlyLM from {path_or_id}"
         )
         model.generation_config = read_generation_config(folder, cfg.extra)
         return model
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
-        return ckpt.export_stack(self.decoder, ckpt.DECODER_BODY_PREFIX[self.config.family], with_head=True)
+        return hf_weights.export_stack(self.decoder, hf_weights.DECODER_BODY_PREFIX[self.config.family], with_head=True)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """config.json + model.safetensors in the causal-LM layout (`GPT2LMHeadModel` for gpt2)."""
@@ -561,14 +563,14 @@ def save_folder(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     write_json(directory / "config.json", {**config, "architectures": [architecture]})
-    ckpt.write_weights(directory, tensors)
+    hf_weights.write_weights(directory, tensors)
     if generation:
         write_json(directory / "generation_config.json", dict(generation))
 
 
 def load_model(path_or_id: str | Path) -> EncoderDecoder | DecoderOnlyLM:
     """Load whatever a folder holds: an encoder-decoder, or a causal LM (the `gpt` variant)."""
-    folder = resolve_checkpoint(path_or_id)
+    folder = fetch_folder(path_or_id)
     if read_config_json(folder).get("model_type") == "encoder-decoder":
         return EncoderDecoder.from_pretrained(folder)
     return DecoderOnlyLM.from_pretrained(folder)

@@ -1,4 +1,5 @@
-"""Streaming row readers for the file formats the tasks accept (TSV, CSV, JSON Lines, Parquet, line-aligned pairs).
+"""Streaming row readers for the file formats the tasks accept (TSV, CSV, JSON Lines, Parquet, line-aligned pairs),
+and the helpers the tasks' download builders use to turn published parquet files into those formats.
 
 Every reader yields ``(where, row)`` with ``where = "path:line"`` so that a malformed row can be named exactly, and
 reads lazily so that a multi-million-row file never sits in memory. Files are read as bytes and decoded line by line:
@@ -15,7 +16,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from bertgen.data.errors import DataFormatError, InvalidRows
+from bertgen.data.errors import CorruptFileError, DataFormatError, DatasetUnavailableError, InvalidRows
 
 csv.field_size_limit(sys.maxsize)  # CNN/DM articles exceed csv's 128 KiB default field limit
 
@@ -175,3 +176,37 @@ def _zip_strict(a: Iterator, b: Iterator, pa: Path, pb: Path) -> Iterator[tuple]
             )
         n += 1
         yield x, y
+
+
+# ---- published parquet files -> the readers' formats (the tasks' download builders) ------------------------------
+def parquet_by_split(files: dict[str, Path]) -> dict[str, list[Path]]:
+    """Parquet files of a download (repository path -> local file) grouped by split:
+    ``default/train/0000.parquet`` and ``3.0.0/train-00000-of-00003.parquet`` are both ``train``."""
+    out: dict[str, list[Path]] = {}
+    for rel in sorted(files):
+        if rel.endswith(".parquet"):
+            p = Path(rel)
+            split = p.parent.name if p.parent.name in ("train", "validation", "test") else p.name.split("-")[0]
+            out.setdefault(split.split(".")[0], []).append(files[rel])
+    return out
+
+
+def parquet_rows(paths: list[Path], columns: list[str]) -> Iterator[dict[str, Any]]:
+    """Rows of downloaded parquet files; a file that is not parquet raises `CorruptFileError` (the download is bad)."""
+    import pyarrow.parquet as pq
+
+    for p in paths:
+        try:
+            pf = pq.ParquetFile(p)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a file that is not parquet
+            raise CorruptFileError(p, e) from None
+        missing = [c for c in columns if c not in pf.schema_arrow.names]
+        if missing:
+            raise DatasetUnavailableError(f"{p.name}: parquet columns {pf.schema_arrow.names} lack {missing}")
+        for batch in pf.iter_batches(columns=columns, batch_size=4096):
+            yield from batch.to_pylist()
+
+
+def one_line(text: Any) -> str:
+    """A field as one line of a line-based file (tabs and line breaks become spaces)."""
+    return " ".join(str(text if text is not None else "").replace("\t", " ").splitlines())

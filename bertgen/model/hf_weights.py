@@ -1,4 +1,4 @@
-"""Hugging Face checkpoint files <-> bertgen parameters.
+"""The Hugging Face weight-name map: checkpoint files <-> bertgen parameters.
 
 The explicit name map between `transformers`' state_dict keys (`modeling_bert_generation.py`, `modeling_bert.py`,
 `modeling_roberta.py`, `modeling_gpt2.py`) and our modules lives here, in
