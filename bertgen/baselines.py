@@ -1,4 +1,4 @@
-"""Model-free baselines scored like a model: ``python evaluate.py baseline=copy task=wikisplit data_dir=<folder>``.
+"""Model-free baselines scored like a model: ``python evaluate.py baseline=copy task=<task> data_dir=<folder>``.
 
 ``copy``: the prediction is the source itself (no split, no fusion, no summary): what a system that learned nothing
 but to copy its input scores. The text is the task's raw source as read from its files, before any tokenizer, so the

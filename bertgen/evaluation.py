@@ -57,9 +57,10 @@ def conventions_options(
     """Task options that fix how sources are fed to the model (the released checkpoints' model cards).
 
     ``run``: exactly what the model was trained with (the run's ``task.task_options``); ``released``: the task
-    class defaults (DiscoFuse ``"`` -> backtick, WikiSplit bos + sentence + eos, WMT and summarisation no special
-    tokens) with the task config's options; ``none``: no replacements, no source bos/eos; ``auto``: ``run`` when
-    the checkpoint comes with a run config of the same datamodule, else ``released``. ``extra`` is applied last.
+    class defaults (the released checkpoints' model cards: ``"`` -> backtick for fusion, bos + text + eos for
+    splitting, no special tokens elsewhere) with the task config's options; ``none``: no replacements, no source
+    bos/eos; ``auto``: ``run`` when the checkpoint comes with a run config of the same task, else ``released``.
+    ``extra`` is applied last.
     """
     trained = (loaded.run_cfg or {}).get("task")
     same_data = trained is not None and same_task(trained, task)
@@ -235,6 +236,7 @@ def evaluate(opts: EvaluateOptions, out_dir: str | Path) -> RunRecord:
     record = RunRecord(
         source="evaluate",
         task=task["name"],
+        task_module=task.get("module"),
         model=model_name,
         size=model_size(loaded.model, model_name),
         split=opts.split,

@@ -27,7 +27,7 @@ def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> 
     e.g. a released checkpoint) or ``encoder`` / ``decoder`` (a checkpoint folder / hub id, or a mapping of
     `ModelConfig` fields for random init); ``tie_encoder_decoder``; ``share_embeddings``; ``overrides`` (config fields
     applied to both sides, e.g. dropout); ``encoder_vocab_size`` / ``decoder_vocab_size`` (the tokenizers' lengths:
-    a checkpoint's word embeddings grow to them, e.g. GPT-2 by one row for WikiSplit's ``<::::>``).
+    a checkpoint's word embeddings grow to them, e.g. GPT-2 by one row for a ``<::::>`` separator).
     ``special_tokens``: ``decoder_start_token_id``, ``pad_token_id``,
     ``eos_token_id`` from the tokenizer (used where the checkpoint does not fix them).
     """

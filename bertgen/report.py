@@ -15,6 +15,7 @@ so compare a run's evaluate.py test row with the paper.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import sys
 from collections.abc import Iterable, Sequence
@@ -74,6 +75,11 @@ def load_run(path: Path) -> RunResult:
         rec = RunRecord.load(path)
     except RunRecordError as e:
         raise ReportError(str(e)) from None
+    if rec.task_module:  # a task defined outside bertgen: its module declares its paper table, if any
+        try:
+            importlib.import_module(rec.task_module)
+        except ImportError as e:
+            raise ReportError(f"{path}: task module {rec.task_module!r} cannot be imported ({e})") from None
     split, scores = rec.scores()
     metrics = {k: v for k, v in scores.items() if k != "loss"}
     if not metrics:

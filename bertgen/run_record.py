@@ -51,12 +51,13 @@ class RunRecordError(BertgenError):
 @dataclass
 class RunRecord:
     source: str  # train | evaluate
-    task: str  # the task config's name (wikisplit, quickstart, ...)
+    task: str  # the task's registered name (discofuse, quickstart, ...)
     model: str | None  # the model config's name, or a hub id
     split: str  # validation | test: the split ``metrics`` were computed on
     metrics: dict[str, float]  # bare metric names -> value
     headline: str  # bare name of the task's headline metric
     size: str | None = None  # base | large (the paper's sizes) or what the model is (6L-384H)
+    task_module: str | None = None  # the module that registers a task defined outside bertgen (task.module)
     train_fraction: float = 1.0
     # training
     best_score: float | None = None  # best validation headline score

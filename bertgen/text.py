@@ -3,19 +3,19 @@ the reference ceiling) and the text conventions that tasks declare (``bertgen.da
 
 A perfect prediction must score 100, whatever the tokenizer. Two things stand in the way, and a convention fixes both:
 
-* How the task's text is written. WikiSplit and DiscoFuse are whitespace-tokenised (``Bob 's house , he said .``):
+* How the task's text is written. Fusion and splitting releases are whitespace-tokenised (``Bob 's house , he said .``):
   their metrics split on whitespace, so a decode path that glues punctuation (HF's ``clean_up_tokenization_spaces``)
   or a WordPiece tokenizer that forgets which pieces were glued (``mid-tempo`` -> ``mid - tempo``) changes the
   tokens the metric sees. News summaries are natural text scored by ROUGE, which ignores punctuation and spacing;
   WMT is scored by mteval-v14 BLEU, which splits punctuation itself except where it touches a digit.
-* Separators that must stay one token: WikiSplit's ``<::::>`` (five WordPiece pieces, ``< : : : : >``, otherwise).
+* Separators that must stay one token: ``<::::>`` (five WordPiece pieces, ``< : : : : >``, otherwise).
 
 Styles (``STYLES``):
 
 =============  ===========================================  ==========  ==========================================
 style          tasks                                        WordPiece   decoding
 =============  ===========================================  ==========  ==========================================
-``tokenized``  WikiSplit, DiscoFuse, Gigaword (lowercased)  ``exact``   never cleaned up; whitespace collapsed
+``tokenized``  fusion, splitting, Gigaword (lowercased)     ``exact``   never cleaned up; whitespace collapsed
 ``natural``    CNN/DailyMail, XSum, user files              standard    the tokenizer's own (HF) clean-up
 ``bleu``       WMT14 (what its v14 BLEU tokenisation sees)  ``digits``  never cleaned up; whitespace collapsed
 =============  ===========================================  ==========  ==========================================
@@ -113,7 +113,7 @@ class TextConvention:
     # ---- strings ------------------------------------------------------------------------------------------------
     def finish(self, text: str) -> str:
         """Decoded text -> the task's form: one space on each side of an atomic token (SentencePiece and byte-level
-        BPE decode WikiSplit's separator unspaced, ``a .<::::>b``), whitespace collapsed for whitespace-tokenised
+        BPE decode a separator unspaced, ``a .<::::>b``), whitespace collapsed for whitespace-tokenised
         styles, the ends stripped. A pure string function: apply it to transformers' ``decode`` output too."""
         for token in self.atomic_tokens:
             if token in text:

@@ -311,6 +311,7 @@ def training_record(c: Mapping[str, Any], trainer, lit, dm, best_cb, run_dir: Pa
     return logged, RunRecord(
         source="train",
         task=task["name"],
+        task_module=task.get("module"),
         model=c["model"]["name"],
         size=model_size(lit.model, c["model"]["name"]),
         split="validation",

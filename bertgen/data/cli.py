@@ -1,6 +1,6 @@
 """``bertgen-data``: fetch the paper tasks' official data ahead of time, and say where it comes from.
 
-    bertgen-data download wikisplit discofuse --dest /data   # -> /data/wikisplit, /data/discofuse (data_dir=...)
+    bertgen-data download discofuse xsum --dest /data        # -> /data/discofuse, /data/xsum (data_dir=...)
     bertgen-data list                                        # source, size, rows and sha256 of every file
 
 (``python -m bertgen.data`` is the same program.) The download is the code a DataModule runs when it has no local

@@ -2,7 +2,7 @@
 
 Usage::
 
-    dm = Seq2SeqDataModule("wikisplit", "path/to/tokenizer", data_dir="data/wikisplit", max_tokens=8192)
+    dm = Seq2SeqDataModule("discofuse", "path/to/tokenizer", data_dir="data/discofuse", max_tokens=8192)
     dm.prepare_data(); dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))      # input_ids, attention_mask, labels, decoder_attention_mask, index
     dm.target_text("validation", int(batch["index"][0]))   # the raw reference, for metrics
@@ -151,7 +151,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
     @property
     def tokenizers(self) -> tuple[Any, Any]:
         """(source, target) tokenizers, loaded on first use and prepared for the task's text convention
-        (``bertgen.text.TextConvention.prepare``: e.g. WikiSplit's ``<::::>`` as one token, WordPiece that keeps
+        (``bertgen.text.TextConvention.prepare``: e.g. a sentence separator as one token, WordPiece that keeps
         the spacing of whitespace-tokenised text). These are the tokenizers a model trained on this data needs:
         their lengths are its vocabulary sizes (GPT-2 grows by one for ``<::::>``) and they are the ones to save
         with it; the tokenizers passed in are not changed."""

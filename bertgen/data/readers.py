@@ -54,7 +54,7 @@ def iter_lines(path: Path, invalid: InvalidRows) -> Iterator[tuple[int, str | No
 def iter_tsv(
     path: Path, invalid: InvalidRows, n_cols: int, header: Sequence[str] | None = None
 ) -> Iterator[tuple[str, list[str]]]:
-    """Tab-separated rows with exactly ``n_cols`` fields (no quoting, as in the DiscoFuse/WikiSplit releases).
+    """Tab-separated rows with exactly ``n_cols`` fields (no quoting, as in the fusion and splitting releases).
 
     With ``header``, the first line must be that header (a wrong header is a wrong file, so it always raises)."""
     for lineno, line in iter_lines(path, invalid):

@@ -12,7 +12,7 @@ gives the single-process score. Scores are on the 0-100 scale.
   TensorFlow Official Transformer ``compute_bleu.py`` ``bleu_wrapper(case_sensitive=False)``, itself a
   copy of tensor2tensor ``bleu_hook``): lowercase, mteval-v14 international tokenisation, single
   reference, ``smooth *= 2`` for orders without matches, orders without any n-gram skipped.
-* :class:`NLTKCorpusBLEU` — WikiSplit's BLEU: the paper follows Botha et al. (2018), "NLTK v3.2.2 with
+* :class:`NLTKCorpusBLEU` — sentence splitting's BLEU: the paper follows Botha et al. (2018), "NLTK v3.2.2 with
   case sensitive scoring", i.e. ``nltk.translate.bleu_score.corpus_bleu`` on whitespace tokens.
 
 Reimplemented from the definitions (NLTK's `corpus_bleu`, tensor2tensor's `bleu_hook.py`, sacreBLEU).
@@ -284,7 +284,7 @@ class TensorFlowBLEU(_CorpusBLEU):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# NLTK corpus_bleu (WikiSplit, Botha et al. 2018)
+# NLTK corpus_bleu (Botha et al. 2018)
 
 
 class NLTKCorpusBLEU(_CorpusBLEU):
@@ -294,7 +294,7 @@ class NLTKCorpusBLEU(_CorpusBLEU):
     than n), the reference length is the closest one (shorter on ties), and ``hyp_len == 0`` gives BP 0.
     ``zero_order``: what happens when some order has no match in the whole corpus. ``"truncate"`` is
     NLTK 3.2.2 (the version Botha et al. name): orders from the first unmatched one on are dropped from the
-    weighted log sum. ``"zero"`` is NLTK >= 3.4, where the score becomes (practically) 0. Real WikiSplit
+    weighted log sum. ``"zero"`` is NLTK >= 3.4, where the score becomes (practically) 0. Real sentence-splitting
     evaluation sets match n-grams of every order, so both give the same number there.
     """
 

@@ -1,4 +1,4 @@
-"""Exact match as LaserTagger's ``score_lib.compute_exact_score`` defines it (DiscoFuse / WikiSplit).
+"""Exact match as LaserTagger's ``score_lib.compute_exact_score`` defines it (sentence fusion and splitting).
 
 The prediction counts as correct when it equals any reference string after ``str.lower()`` (score_main's
 default ``--case_insensitive``); no whitespace, punctuation or ``<::::>`` normalisation. This is *not*

@@ -1,8 +1,8 @@
 """SARI (Xu et al. 2016) as tensor2tensor's ``utils/sari_hook.py`` computes it, plus the LaserTagger protocol.
 
-Rothe et al. (2020) report SARI for DiscoFuse and WikiSplit with tensor2tensor's ``sari_hook``; the
+Rothe et al. (2020) report SARI for sentence fusion and splitting with tensor2tensor's ``sari_hook``; the
 pre/post-processing is most likely the one the same Google group released with LaserTagger
-(``score_main.py`` defaults): lowercase, drop the WikiSplit separator ``" <::::> "``, whitespace tokens,
+(``score_main.py`` defaults): lowercase, drop the split separator ``" <::::> "``, whitespace tokens,
 deletion **F1** (``beta_for_deletion=1``), and the corpus score is the plain mean of sentence scores.
 That protocol is inferred, not stated in the paper (LaserTagger's `score_main.py` scores with tensor2tensor's
 `sari_hook.py`; see README.md here).
@@ -25,7 +25,7 @@ from torchmetrics import Metric
 
 from bertgen.metrics._inputs import check_references, check_strings, scalar
 
-WIKISPLIT_SEPARATOR = " <::::> "
+SPLIT_SEPARATOR = " <::::> "  # between split sentences; LaserTagger's score_main.py drops it
 
 
 class SariComponents(NamedTuple):
@@ -114,7 +114,7 @@ def sari_sentence(
 
 
 _PROTOCOLS = {
-    # (lowercase, strip WikiSplit separators, beta_for_deletion)
+    # (lowercase, strip split separators, beta_for_deletion)
     "lasertagger": (True, True, 1.0),
     "t2t": (False, False, 0.0),
 }
@@ -167,7 +167,7 @@ class SARI(Metric):
             text = text.lower()
         if self.strip_separators:
             # LaserTagger: re.sub(' <::::> ', ' ', x) == non-overlapping str.replace
-            text = text.replace(WIKISPLIT_SEPARATOR, " ")
+            text = text.replace(SPLIT_SEPARATOR, " ")
         return text.split()
 
     def update(self, preds: Sequence[str], targets: Sequence, sources: Sequence[str] | None = None) -> None:

@@ -182,11 +182,11 @@ class EncoderDecoder(nn.Module):
           ``cross_attention_init="self_attention"`` instead starts each decoder layer's cross-attention (and its
           LayerNorm) as a copy of that layer's self-attention, after loading. The paper initialises it randomly (§3);
           the copy gives a warm decoder an attention that already matches like with like, which is what copying
-          from the source needs (measured on mini-WikiSplit, see the README).
+          from the source needs (measured in the miniature reproduction, docs/experiments/).
         - ``*_overrides``: config fields to change (e.g. dropout, ``max_position_embeddings`` for random sides).
         - ``*_vocab_size``: the side's tokenizer length (``len(datamodule.tokenizers[0 or 1])``). A side with fewer
           word-embedding rows grows to it (never shrinks): a tokenizer prepared for a task may append a token
-          (``Tokenizer.for_text``: GPT-2 gets WikiSplit's ``<::::>`` as id 50257). The new rows, and the LM-head
+          (``Tokenizer.for_text``: GPT-2 gets a ``<::::>`` separator as id 50257). The new rows, and the LM-head
           bias entries, are initialised the BERT way (N(0, initializer_range), bias 0); ``config.vocab_size``
           follows, so checkpoints and the transformers export carry the grown shape.
         """

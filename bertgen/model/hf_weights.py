@@ -221,7 +221,7 @@ def load_stack(
     """Copy the HF tensors of ``sd`` (keys relative to the model class) into ``stack``; return what did not match.
 
     ``grow_vocab``: the stack's vocabulary may be larger than the checkpoint's (a tokenizer that added tokens, e.g.
-    WikiSplit's ``<::::>`` for GPT-2): the checkpoint fills the first rows of the word embeddings and LM head, the
+    a ``<::::>`` separator for GPT-2): the checkpoint fills the first rows of the word embeddings and LM head, the
     rows after them keep the stack's BERT-way initialisation (N(0, initializer_range); head bias 0)."""
     cfg = stack.cfg
     params = dict(stack.named_parameters(remove_duplicate=False))

@@ -12,7 +12,7 @@ Submodules:
 - ``sentencepiece``: `SentencePieceTokenizer` (``spiece.model``, BertGeneration convention);
 - ``fast``: `FastTokenizer` over the ``tokenizers`` library (``tokenizer.json``, ``vocab.txt``,
   ``vocab.json`` + ``merges.txt``);
-- ``loading``: `load_tokenizer` / ``Tokenizer.load`` from a folder, a hub id or a single vocabulary file
+- ``loading``: `load_tokenizer` from a folder, a hub id or a single vocabulary file
   (``tokenizer_config.json`` / ``special_tokens_map.json`` override the special tokens);
 - ``trainers``: `train_sentencepiece`, a task-specific SentencePiece vocabulary.
 """

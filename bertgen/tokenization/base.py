@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bertgen.errors import BertgenError
-from bertgen.hub import fetch_folder
 
 if TYPE_CHECKING:
     from bertgen.text import TextConvention
@@ -259,7 +258,7 @@ class Tokenizer(ABC):
         """A copy of this tokenizer set up for a task's text (``bertgen.text.TextConvention.prepare``); never
         changes ``self``. Applying it twice gives the same tokenizer.
 
-        ``atomic_tokens``: strings that become one token that never splits, on encoding and decoding (WikiSplit's
+        ``atomic_tokens``: strings that become one token that never splits, on encoding and decoding (the split
         ``<::::>``). Each takes, in this order: the id it already has; a reserved row of the vocabulary (BERT's first
         free ``[unusedN]``, RoBERTa's ``madeupwordNNNN`` or an id the vocabulary file leaves without a token), so
         the model's embedding matrix keeps its size; else a new id after the vocabulary (GPT-2), for which a
@@ -288,7 +287,7 @@ class Tokenizer(ABC):
     # ---- persistence ----------------------------------------------------------------------------------------
     @abstractmethod
     def save(self, directory: str | os.PathLike) -> None:
-        """Write files that ``Tokenizer.load`` and transformers' ``AutoTokenizer.from_pretrained`` read back."""
+        """Write files that `load_tokenizer` and transformers' ``AutoTokenizer.from_pretrained`` read back."""
 
     def _config_for_save(self, tokenizer_class: str, extra: dict[str, Any]) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -305,18 +304,6 @@ class Tokenizer(ABC):
         (directory / SPECIAL_MAP_JSON).write_text(
             json.dumps(special_map, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
-
-    @classmethod
-    def load(cls, path_or_hub_id: str | os.PathLike) -> Tokenizer:
-        """Load from a checkpoint folder, a hub id (via ``bertgen.hub.fetch_folder``) or a single
-        vocabulary file (``*.model``, ``tokenizer.json``, ``vocab.txt``)."""
-        from bertgen.tokenization.loading import _load_file, _load_folder  # lazy: loading imports this module
-
-        path = Path(path_or_hub_id).expanduser()
-        if path.is_file():
-            return _load_file(path)
-        folder = fetch_folder(path_or_hub_id, allow_patterns=_HUB_PATTERNS, what="tokenizer")
-        return _load_folder(folder)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(kind={self.kind!r}, vocab_size={self.vocab_size})"

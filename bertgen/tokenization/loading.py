@@ -1,4 +1,4 @@
-"""Building tokenizers from HF checkpoint folders and single vocabulary files (``Tokenizer.load``)."""
+"""Building tokenizers from HF checkpoint folders and single vocabulary files (`load_tokenizer`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import tokenizers
 from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE, WordPiece
 
+from bertgen.hub import fetch_folder
 from bertgen.tokenization.base import (
+    _HUB_PATTERNS,
     ADDED_TOKENS_JSON,
     BERT_GENERATION_SPECIALS,
     BERT_SPECIALS,
@@ -273,5 +275,9 @@ def _load_file(path: Path) -> Tokenizer:
 
 
 def load_tokenizer(path_or_hub_id: str | os.PathLike) -> Tokenizer:
-    """Alias of ``Tokenizer.load``."""
-    return Tokenizer.load(path_or_hub_id)
+    """Load from a checkpoint folder, a hub id (via ``bertgen.hub.fetch_folder``; only the tokenizer files) or a
+    single vocabulary file (``*.model``, ``tokenizer.json``, ``vocab.txt``)."""
+    path = Path(path_or_hub_id).expanduser()
+    if path.is_file():
+        return _load_file(path)
+    return _load_folder(fetch_folder(path_or_hub_id, allow_patterns=_HUB_PATTERNS, what="tokenizer"))

@@ -24,7 +24,7 @@ class SentencePieceTokenizer(Tokenizer):
     """HF ``BertGenerationTokenizer`` semantics over a SentencePiece model (`tokenization_bert_generation.py`).
 
     - Special tokens missing from the spm vocabulary are appended after it (order bos, eos, unk, sep, pad).
-    - Special token strings inside the text (e.g. WikiSplit's ``<::::>`` separator) are split out first and
+    - Special token strings inside the text (e.g. a ``<::::>`` separator) are split out first and
       mapped to their ids; the text between them is encoded by sentencepiece chunk by chunk, as HF does.
     - ``add_special_tokens`` adds nothing (HF does not override ``build_inputs_with_special_tokens``).
     - Decoding concatenates special tokens without spaces, sentencepiece-decodes the runs between them, strips.

@@ -21,8 +21,18 @@ from bertgen.data.tasks.base import (
     text_convention,
 )
 
-# The built-in tasks register themselves on import; the order is the report's order of the paper's tables.
-from bertgen.data.tasks import discofuse, wikisplit, gigaword, cnn_dailymail, xsum, wmt14, files, quickstart  # noqa: E402,F401,I001  isort: skip
+
+def _import_builtin_tasks() -> None:
+    """Every module of this package but ``base`` is a task (or several): importing it registers it."""
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name != "base":
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_builtin_tasks()
 
 __all__ = [
     "SPLITS",

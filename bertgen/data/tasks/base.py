@@ -122,7 +122,7 @@ class Task:
         Left at the default, a paper task instead downloads its official release (``bertgen.data.sources``)
         into the cache and reads it with the local readers.
       text_style / atomic_tokens: how the task's text is written (``bertgen.text.STYLES``: ``tokenized``,
-        ``natural``, ``bleu``) and the strings that are one token that never splits (WikiSplit's ``<::::>``);
+        ``natural``, ``bleu``) and the strings that are one token that never splits (a separator such as ``<::::>``);
         together the task's ``text_convention``, which the DataModule encodes and ``bertgen.text.decode_generated``
         decodes with, so that a target decoded from its own ids is the target again.
     """
