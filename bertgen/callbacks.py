@@ -4,12 +4,16 @@ one function that builds a run's callbacks."""
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from bertgen.data.tasks import task_metrics
 from bertgen.decoding import decode_batch
@@ -109,17 +113,93 @@ class GenerationEvaluator(L.Callback):
         self._end(trainer, pl_module, "test")
 
 
-class ExportBestModel(L.Callback):
-    """At the end of training export the best checkpoint (or the last weights) as a plain model folder."""
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint whose best-k tracking survives a resume from another folder (a copied or moved run
+    dir: Lightning then drops the restored best scores) and a checkpoint without that state: the best checkpoints are
+    found from the ``best-*-<score>.ckpt`` files on disk."""
 
-    def __init__(self, directory: str | Path, tokenizer=None, target_tokenizer=None):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        moved = state_dict.get("dirpath", self.dirpath) != self.dirpath
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The dirpath has changed")  # handled here
+            super().load_state_dict(state_dict)
+        if moved or not Path(self.best_model_path or "").is_file():
+            # Lightning keeps the old dir's best_model_path: the files on disk here are the truth
+            self.best_k_models, self.best_model_path, self.best_model_score = {}, "", None
+            self.kth_best_model_path = ""
+            self.kth_value = torch.tensor(torch.inf if self.mode == "min" else -torch.inf)
+            self._from_disk()
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._from_disk()
+
+    def _from_disk(self) -> None:
+        if self.best_k_models or self.dirpath is None:
+            return
+        scored = {}
+        for f in Path(self.dirpath).glob("best-*.ckpt"):
+            m = re.search(r"-(-?\d+(?:\.\d+)?)\.ckpt$", f.name)
+            if m:
+                scored[str(f)] = torch.tensor(float(m.group(1)))
+        if not scored:
+            return
+        self.best_k_models = scored
+        pick = max if self.mode == "max" else min
+        self.best_model_path = pick(scored, key=lambda k: float(scored[k]))
+        self.best_model_score = scored[self.best_model_path]
+        self.kth_best_model_path = (min if self.mode == "max" else max)(scored, key=lambda k: float(scored[k]))
+        self.kth_value = scored[self.kth_best_model_path]
+        log.info("best checkpoints found on disk in %s: best %s", self.dirpath, self.best_model_path)
+
+
+class Preemption(L.Callback):
+    """SIGTERM (what SLURM and Kubernetes send before pre-emption) or an interrupt: save the state at the current step
+    as ``checkpoints/last.ckpt`` (atomically, as every checkpoint), so ``ckpt_path=last`` continues from there. The
+    entry point then exits non-zero (`PREEMPTED_EXIT`) with a run record marked preempted."""
+
+    def __init__(self, last_checkpoint: str | Path):
+        self.path = Path(last_checkpoint)
+        self.saved_step: int | None = None
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.state.fn != "fit":
+            return
+        if trainer.sanity_checking or trainer.global_step == 0:
+            return  # nothing trained yet: nothing to keep
+        trainer.save_checkpoint(self.path)
+        self.saved_step = trainer.global_step
+        log.warning("interrupted (%s): saved step %d to %s", type(exception).__name__, trainer.global_step, self.path)
+
+
+PREEMPTED_EXIT = 143  # 128 + SIGTERM: what a killed process reports, so a scheduler sees a failure
+
+
+class ExportBestModel(L.Callback):
+    """At the end of training export the best checkpoint (or the last weights) as a plain model folder, with the
+    task's conventions (``bertgen.json``: the task of the run's DataModule, else ``task``, a task config)."""
+
+    def __init__(self, directory: str | Path, tokenizer=None, target_tokenizer=None, task=None):
         self.directory = Path(directory)
         self.tokenizer = tokenizer
         self.target_tokenizer = target_tokenizer
+        self.task = task
         self.exported_from: str | None = None
+
+    def _task(self, trainer):
+        from bertgen.data.tasks import Task, make_task
+
+        task = getattr(getattr(trainer, "datamodule", None), "task", None)  # exactly what the model was fed
+        if isinstance(task, Task):
+            return task
+        if self.task is None:
+            return None
+        spec = self.task
+        return make_task(spec, spec.get("task_options") if isinstance(spec, Mapping) else None)
 
     def on_fit_end(self, trainer, pl_module) -> None:
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        task = self._task(trainer)
         state = None
         if best and Path(best).is_file():  # weights only: a checkpoint file must never be able to run code
             state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
@@ -127,11 +207,11 @@ class ExportBestModel(L.Callback):
             if state is not None:
                 current = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
                 pl_module.load_state_dict(state)
-                pl_module.export(self.directory, self.tokenizer, self.target_tokenizer)
+                pl_module.export(self.directory, self.tokenizer, self.target_tokenizer, task)
                 pl_module.load_state_dict(current)
                 self.exported_from = best
             else:
-                pl_module.export(self.directory, self.tokenizer, self.target_tokenizer)
+                pl_module.export(self.directory, self.tokenizer, self.target_tokenizer, task)
                 self.exported_from = "last weights"
             log.info("exported model (%s) to %s", self.exported_from, self.directory)
         trainer.strategy.barrier()
@@ -152,15 +232,19 @@ def build_callbacks(
 ) -> tuple[list[L.Callback], Any]:
     """A run's callbacks (``conf/callbacks``) and its best-checkpoint callback.
 
-    ``checkpoint``: ``save_top_k`` (best by the task's headline metric) and ``every_n_train_steps`` (how often
-    ``last.ckpt`` is refreshed; it is always the newest state, where Lightning's ``save_last`` only refreshes it
-    when a best checkpoint is saved). ``generation_eval``: ``every_n_validations`` and ``max_examples``.
+    ``checkpoint``: ``save_top_k`` (best by the task's headline metric), ``every_n_train_steps`` or
+    ``every_n_minutes`` (how often ``last.ckpt`` is refreshed besides every validation, so a kill loses bounded
+    work; it is always the newest state, where Lightning's ``save_last`` only refreshes it when a best checkpoint is
+    saved). ``generation_eval``: ``every_n_validations`` and ``max_examples``. A SIGTERM saves ``last.ckpt`` too
+    (`Preemption`).
     """
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from datetime import timedelta
+
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 
     _, headline = task_metrics(task)
     folder = Path(run_dir) / "checkpoints"
-    best = ModelCheckpoint(
+    best = BestCheckpoint(
         dirpath=folder,
         filename="best-step{step}-{val/" + headline + ":.2f}",
         monitor=f"val/{headline}",
@@ -175,10 +259,12 @@ def build_callbacks(
         save_top_k=1,
         enable_version_counter=False,
         every_n_train_steps=checkpoint.get("every_n_train_steps"),
+        train_time_interval=timedelta(minutes=minutes) if (minutes := checkpoint.get("every_n_minutes")) else None,
     )
     callbacks: list[L.Callback] = [
         best,
         last,
+        Preemption(folder / "last.ckpt"),
         GenerationEvaluator(
             task,
             run_dir,
@@ -189,7 +275,7 @@ def build_callbacks(
         ),
     ]
     if export_model:
-        callbacks.append(ExportBestModel(Path(run_dir) / "model", tokenizer, target_tokenizer))
+        callbacks.append(ExportBestModel(Path(run_dir) / "model", tokenizer, target_tokenizer, task))
     if lr_monitor:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     if early_stopping:

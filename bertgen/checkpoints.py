@@ -20,11 +20,13 @@ Resolving (`load_checkpoint`):
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
 import pickle
 import re
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,10 @@ class CheckpointError(BertgenError):
 # ===================================================================================================================
 # Safe writing and reading
 # ===================================================================================================================
+class CheckpointWriteError(BertgenError):
+    """A checkpoint that could not be written (a full disk): the run fails, saying so."""
+
+
 class CheckpointReadError(BertgenError):
     """A checkpoint that is truncated, empty, not a checkpoint, or holds objects the safe unpickler refuses."""
 
@@ -64,6 +70,17 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        # torch's zip writer reports a full disk as "unexpected pos ..." with the ENOSPC only in its cause
+        full = any(getattr(x, "errno", None) in (errno.ENOSPC, errno.EFBIG) for x in (e, e.__cause__, e.__context__))
+        if full or "unexpected pos" in str(e) or "No space left" in str(e):
+            written = tmp.stat().st_size if tmp.exists() else 0
+            free = shutil.disk_usage(path.parent).free
+            raise CheckpointWriteError(
+                f"disk full: writing checkpoint {path} failed after {written:,} bytes ({free:,} bytes free there); "
+                "the run stops with its previous checkpoints intact"
+            ) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -302,8 +319,19 @@ def load_checkpoint(ckpt: str, tokenizer: str | None = None, target_tokenizer: s
 # ===================================================================================================================
 # Resuming
 # ===================================================================================================================
+FINGERPRINTS_KEY = "bertgen_fingerprints"  # in every training checkpoint: what makes its weights mean something
+FINGERPRINT_WHAT = {
+    "source_tokenizer": "source tokenizer (its saved files)",
+    "target_tokenizer": "target tokenizer (its saved files)",
+    "model": "model architecture (config.json without dropout)",
+    "encode": "task encoding (lengths, special tokens, source replacements)",
+    "task": "task",
+}
+
+
 def resolve_resume(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """``last``: this run dir's last.ckpt, else the newest last.ckpt of earlier runs of the same task and model."""
+    """``last``: this run dir's last.ckpt, else the newest last.ckpt of earlier runs of the same task and model.
+    Read-only: nothing in the run dir is touched."""
     if ckpt_path in (None, "", "null"):
         return None
     if ckpt_path != "last":
@@ -321,3 +349,151 @@ def resolve_resume(ckpt_path: str | None, run_dir: Path) -> str | None:
     # a truncated or foreign file fails here, with the newest intact alternative named, never silently replaced
     load_checkpoint_safely(chosen, mmap=True)
     return str(chosen)
+
+
+def resume_fingerprints(ckpt_path: str | os.PathLike) -> dict[str, str] | None:
+    """The fingerprints a training checkpoint was saved with (None: a checkpoint from before they were recorded)."""
+    found = load_checkpoint_safely(ckpt_path, mmap=True).get(FINGERPRINTS_KEY)
+    return dict(found) if isinstance(found, dict) else None
+
+
+def check_resume(
+    ckpt_path: str, now: dict[str, str], overrides_now: list[str] | None = None, run_dir: Path | None = None
+) -> None:
+    """Refuse to resume ``ckpt_path`` when what makes its weights mean something differs from this run's
+    (``now``: the tokenizers, the model architecture, the task's encoding): one message naming what differs and the
+    overrides that changed, before anything in the run dir is touched."""
+    saved = resume_fingerprints(ckpt_path)
+    if saved is None:
+        log.warning(
+            "%s records no fingerprints (an older bertgen): resuming without checking it is the same run", ckpt_path
+        )
+        return
+    differ = [k for k in FINGERPRINT_WHAT if k in saved and saved.get(k) != now.get(k)]
+    if not differ:
+        return
+    what = ", ".join(FINGERPRINT_WHAT[k] for k in differ)
+    verb = "differ" if len(differ) > 1 else "differs"
+    hint = ""
+    started = _run_overrides(run_dir)
+    if started is not None and overrides_now is not None:
+        added = sorted(set(overrides_now) - set(started) - {"ckpt_path=last"})
+        dropped = sorted(set(started) - set(overrides_now))
+        if added or dropped:
+            hint = (
+                f"; overrides not in the run's own: {added or 'none'}, the run's own not given now: {dropped or 'none'}"
+            )
+    raise ConfigError(
+        f"ckpt_path={ckpt_path}: not the same run: the {what} {verb} from the checkpoint's, so its weights would "
+        f"mean something else{hint}. Resume with the run's own settings, or train into a new run dir"
+    )
+
+
+def _run_overrides(run_dir: Path | None) -> list[str] | None:
+    path = None if run_dir is None else run_dir / ".hydra" / "overrides.yaml"
+    if path is None or not path.is_file():
+        return None
+    return [str(o) for o in OmegaConf.load(path)]
+
+
+# ===================================================================================================================
+# One run per run dir
+# ===================================================================================================================
+class RunDirBusyError(BertgenError):
+    """Another live process trains into this run dir."""
+
+
+def is_global_zero_process() -> bool:
+    """Whether this process is the first of its job (launchers start the others with their rank in the env)."""
+    return all(os.environ.get(v, "0") == "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+class RunDirLock:
+    """An exclusive claim on a run dir (the file ``.bertgen.lock``: pid, host, the dir, when), taken before a run
+    writes anything there and released when it ends. A lock whose process is gone (same host), or that was copied
+    with the run dir, is taken over with a warning; a live holder makes the second run fail with its pid and host."""
+
+    FILE = ".bertgen.lock"
+
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / self.FILE
+        self.held = False
+
+    def _me(self) -> dict[str, Any]:
+        import socket
+        import time
+
+        return {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "run_dir": str(self.run_dir.resolve()),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def acquire(self) -> RunDirLock:
+        me = self._me()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and not self._stale(holder, me):
+                    raise RunDirBusyError(
+                        f"run dir {self.run_dir} is in use by pid {holder.get('pid')} on host {holder.get('host')} "
+                        f"(since {holder.get('since')}): one run per run dir. If that process is gone for good, "
+                        f"delete {self.path}"
+                    ) from None
+                log.warning(
+                    "%s: taking over the lock of pid %s on %s, which is no longer running there",
+                    self.run_dir,
+                    (holder or {}).get("pid"),
+                    (holder or {}).get("host"),
+                )
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise RunDirBusyError(f"run dir {self.run_dir}: could not take {self.path} (another process races for it)")
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # unreadable or half-written: treated as stale
+        return data if isinstance(data, dict) else None
+
+    @staticmethod
+    def _stale(holder: dict[str, Any], me: dict[str, Any]) -> bool:
+        if holder.get("run_dir") != me["run_dir"]:
+            return True  # copied along with the run dir
+        if holder.get("host") != me["host"]:
+            return False  # cannot tell from here: only a live holder on this host can be checked
+        pid = holder.get("pid")
+        return not isinstance(pid, int) or pid == me["pid"] or not _alive(pid)
+
+    def release(self) -> None:
+        if self.held:
+            holder = self._holder()
+            if holder is not None and holder.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def __enter__(self) -> RunDirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()

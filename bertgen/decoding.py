@@ -33,14 +33,52 @@ def generate_text(
     """Generate the target of each source and turn it into the task's text. ``tokenizer``: the target tokenizer
     as prepared for the task (``TextConvention.prepare``; its convention says how the text is written). The model
     is put in eval mode for the call and restored after."""
+    if int(settings.get("num_return_sequences") or 1) != 1:
+        raise ConfigError("generate_text returns one text per source: use generate_candidates for n-best lists")
+    return generate_candidates(model, tokenizer, input_ids, attention_mask, settings, with_scores=False).texts
+
+
+@torch.no_grad()
+def generate_candidates(
+    model,
+    tokenizer,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    settings: Mapping[str, Any],
+    *,
+    with_scores: bool = True,
+    generator: torch.Generator | None = None,
+) -> Candidates:
+    """`generate_text` with ``settings["num_return_sequences"]`` (R) results per source: B * R texts, the results of
+    a source together and best first, with their scores (None without ``with_scores``) and lengths in tokens. The
+    first text of each source is what `generate_text` gives for it (the same search, the same ids-to-text path).
+    ``generator``: the random stream of sampling (``do_sample``)."""
     was_training = model.training
     model.eval()
     try:
-        seqs = model.generate_target(input_ids, attention_mask, **settings)
+        out = model.generate_target(
+            input_ids, attention_mask, **settings, return_scores=with_scores, generator=generator
+        )
     finally:
         model.train(was_training)
+    seqs, scores = out if with_scores else (out, None)
     eos, never = text_special_ids(model, **settings)
-    return decode_generated(tokenizer, seqs.cpu(), eos_token_ids=eos, drop_ids=never)
+    seqs = seqs.cpu()
+    texts = decode_generated(tokenizer, seqs, eos_token_ids=eos, drop_ids=never)
+    lengths = []
+    for row in seqs.tolist():  # generated tokens up to and including the first EOS
+        cut = next((i for i, t in enumerate(row) if i > 0 and t in eos), len(row) - 1)
+        lengths.append(sum(1 for t in row[1 : cut + 1] if t not in never))
+    return Candidates(texts, None if scores is None else [float(x) for x in scores.float().cpu()], lengths)
+
+
+@dataclasses.dataclass
+class Candidates:
+    """What `generate_candidates` returns (each list B * R long)."""
+
+    texts: list[str]
+    scores: list[float] | None
+    lengths: list[int]
 
 
 def decode_batch(

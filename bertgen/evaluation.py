@@ -20,7 +20,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from bertgen.checkpoints import LoadedCheckpoint, load_checkpoint, run_config
-from bertgen.decoding import check_generation, decode_split, resolve_device
+from bertgen.decoding import PRECISIONS, autocast, check_generation, decode_split, resolve_device
 from bertgen.errors import BertgenError
 from bertgen.io import write_jsonl_atomic
 from bertgen.run_record import RunRecord, package_versions
@@ -56,20 +56,21 @@ def conventions_options(
 ) -> tuple[str, dict[str, Any]]:
     """Task options that fix how sources are fed to the model (the released checkpoints' model cards).
 
-    ``run``: exactly what the model was trained with (the run's ``task.task_options``); ``released``: the task
-    class defaults (the released checkpoints' model cards: ``"`` -> backtick for fusion, bos + text + eos for
-    splitting, no special tokens elsewhere) with the task config's options; ``none``: no replacements, no source
-    bos/eos; ``auto``: ``run`` when the checkpoint comes with a run config of the same task, else ``released``.
-    ``extra`` is applied last.
+    ``run``: exactly what the model was trained with (the run's ``task.task_options``, else those of the model
+    folder's ``bertgen.json``); ``released``: the task class defaults (the released checkpoints' model cards: ``"``
+    -> backtick for fusion, bos + text + eos for splitting, no special tokens elsewhere) with the task config's
+    options; ``none``: no replacements, no source bos/eos; ``auto``: ``run`` when the checkpoint comes with
+    conventions of the same task (a run config or ``bertgen.json``), else ``released``. ``extra`` is applied last.
     """
-    trained = (loaded.run_cfg or {}).get("task")
+    trained = trained_task(loaded)
     same_data = trained is not None and same_task(trained, task)
     if mode == "auto":
         mode = "run" if same_data else "released"
     if mode == "run":
         if trained is None:
             raise EvaluationError(
-                "conventions=run needs a checkpoint inside a train.py run dir (with .hydra/config.yaml)"
+                "conventions=run needs a checkpoint inside a train.py run dir (with .hydra/config.yaml) or a model "
+                "folder exported by one (with bertgen.json)"
             )
         if not same_data:
             raise EvaluationError(
@@ -84,6 +85,19 @@ def conventions_options(
     else:
         raise EvaluationError(f"conventions must be auto, run, released or none; got {mode!r}")
     return mode, {**options, **extra}
+
+
+def trained_task(loaded: LoadedCheckpoint) -> dict[str, Any] | None:
+    """The task a checkpoint was trained on, as a task config (``name``, ``module``, ``task_options``): its training
+    run's ``task`` (which also says where the data lives), else the model folder's own ``bertgen.json``
+    (`bertgen.conventions`: an exported folder moved out of its run dir), else None."""
+    from bertgen.conventions import conventions_task, read_conventions
+
+    if (loaded.run_cfg or {}).get("task") is not None:
+        return loaded.run_cfg["task"]
+    folder = Path(loaded.loaded) if loaded.loaded else None
+    found = read_conventions(folder) if folder is not None and folder.is_dir() else None
+    return None if found is None else conventions_task(found)
 
 
 def same_task(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -141,6 +155,22 @@ class EvaluateOptions:
     skip_invalid: bool = False
     baseline: str | None = None  # a model-free baseline instead of ckpt (bertgen.baselines: copy)
 
+    def validate(self) -> None:
+        """Every value checked before any work, each error naming its key."""
+        if self.split not in SPLITS:
+            raise EvaluationError(f"split must be one of {sorted(SPLITS)}; got {self.split!r}")
+        for key in ("max_examples", "batch_size", "max_tokens"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise EvaluationError(f"{key}={value!r}: expected an integer >= 1 or null")
+        if self.batch_size is None and self.max_tokens is None:
+            raise EvaluationError("batch_size and max_tokens are both null: set one")
+        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise EvaluationError(f"num_workers={self.num_workers!r}: expected an integer >= 0")
+        if str(self.precision) not in PRECISIONS:
+            raise EvaluationError(f"precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        autocast(resolve_device(self.device), str(self.precision))  # a device/precision pair that cannot work
+
 
 def evaluate(opts: EvaluateOptions, out_dir: str | Path) -> RunRecord:
     """Decode ``opts.split`` and write ``out_dir/predictions.jsonl`` and the run record ``out_dir/metrics.json``."""
@@ -148,10 +178,7 @@ def evaluate(opts: EvaluateOptions, out_dir: str | Path) -> RunRecord:
     from bertgen.data import make_datamodule, task_data_dir, task_metrics
     from bertgen.paper_tables import model_size
 
-    if opts.split not in SPLITS:
-        raise EvaluationError(f"split must be one of {sorted(SPLITS)}; got {opts.split!r}")
-    if opts.max_examples is not None and int(opts.max_examples) < 1:
-        raise EvaluationError(f"max_examples must be >= 1 or null; got {opts.max_examples}")
+    opts.validate()
     if opts.baseline:  # no model; ckpt=<run dir> (without task=) scores it on that run's task and data
         from bertgen.baselines import evaluate_baseline
 

@@ -130,6 +130,7 @@ class Seq2SeqModule(L.LightningModule):
                 stack.gradient_checkpointing = True
         self._compiled = None
         self._last_step_time: float | None = None
+        self.fingerprints: dict[str, str] = {}  # set by the run (bertgen.training.run_fingerprints)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
 
     def _stacks(self):
@@ -226,6 +227,8 @@ class Seq2SeqModule(L.LightningModule):
 
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         # plain tensors and numbers only, so the checkpoint still loads with torch.load(weights_only=True)
+        if self.fingerprints:  # what makes these weights mean something (bertgen.checkpoints.check_resume)
+            checkpoint["bertgen_fingerprints"] = dict(self.fingerprints)
         checkpoint["bertgen_rng"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -252,9 +255,11 @@ class Seq2SeqModule(L.LightningModule):
             self._rng_to_restore = None
 
     # --- export -----------------------------------------------------------------------------------------------------
-    def export(self, directory: str | Path, tokenizer=None, target_tokenizer=None) -> Path:
+    def export(self, directory: str | Path, tokenizer=None, target_tokenizer=None, task=None) -> Path:
         """Write the model (and tokenizers) as a plain folder that `EncoderDecoder.from_pretrained`, evaluate.py and
-        transformers load."""
+        transformers load; with ``task`` (the `bertgen.data.tasks.Task` the model was trained on, with its options)
+        also ``bertgen.json``, its conventions (`bertgen.conventions`), so that the folder alone is enough for
+        ``predict.py`` / ``bertgen.load_generator``."""
         directory = Path(directory)
         model = copy.deepcopy(self.model).cpu()
         model.generation_config = {**model.generation_config, **(self.hparams.generation or {})}
@@ -263,4 +268,8 @@ class Seq2SeqModule(L.LightningModule):
             tokenizer.save(directory)
         if target_tokenizer is not None and target_tokenizer is not tokenizer:
             target_tokenizer.save(directory / "target_tokenizer")
+        if task is not None:
+            from bertgen.conventions import write_conventions
+
+            write_conventions(directory, task)
         return directory

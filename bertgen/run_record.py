@@ -58,6 +58,7 @@ class RunRecord:
     headline: str  # bare name of the task's headline metric
     size: str | None = None  # base | large (the paper's sizes) or what the model is (6L-384H)
     task_module: str | None = None  # the module that registers a task defined outside bertgen (task.module)
+    status: str | None = None  # "preempted": training stopped by SIGTERM, its state saved (absent: finished)
     train_fraction: float = 1.0
     # training
     best_score: float | None = None  # best validation headline score

@@ -4,6 +4,7 @@ these in order."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -16,12 +17,30 @@ from bertgen.errors import ConfigError
 
 log = logging.getLogger("bertgen.train")
 
+# What Lightning's Trainer accepts as precision (lightning.fabric.connector._PRECISION_INPUT_STR).
+PRECISIONS = (
+    "transformer-engine",
+    "transformer-engine-float16",
+    "16-true",
+    "16-mixed",
+    "bf16-true",
+    "bf16-mixed",
+    "32-true",
+    "64-true",
+    "64",
+    "32",
+    "16",
+    "bf16",
+)
 # Trainer arguments a run sets itself (from other config keys), so they are not taken from ``trainer``.
 TRAINER_ARGS_SET_BY_RUN = ("callbacks", "logger", "default_root_dir", "accumulate_grad_batches", "deterministic")
 
 
-def load_tokenizers(model: Mapping[str, Any], task: Mapping[str, Any], run_dir: Path, data_dir: Path | None):
-    """(source, target) tokenizers of a model config; ``train_sentencepiece`` trains one into the run dir."""
+def load_tokenizers(
+    model: Mapping[str, Any], task: Mapping[str, Any], run_dir: Path, data_dir: Path | None, resuming: bool = False
+):
+    """(source, target) tokenizers of a model config; ``train_sentencepiece`` trains one into the run dir. A resumed
+    run keeps the tokenizer it trained: with other options it is refused (nothing is retrained or rewritten)."""
     from bertgen.tokenization import load_tokenizer, train_sentencepiece
 
     def one(spec, name):
@@ -43,7 +62,16 @@ def load_tokenizers(model: Mapping[str, Any], task: Mapping[str, Any], run_dir: 
                 # a resumed run keeps the vocabulary it was trained with (never a retrained, possibly other one)
                 log.info("reusing the tokenizer trained for this run in %s", run_dir / name)
                 return load_tokenizer(run_dir / name)
-            tok = train_sentencepiece(texts, output_dir=run_dir / name, **opts)
+            if resuming and marker.is_file():
+                raise ConfigError(
+                    f"ckpt_path: the run trained its {name} in {run_dir / name} with other options or text than "
+                    f"model.{name}.train_sentencepiece={opts} asks for now: resuming would change what its ids mean. "
+                    "Drop the changed model.*.train_sentencepiece override, or train into a new run dir"
+                )
+            try:
+                tok = train_sentencepiece(texts, output_dir=run_dir / name, **opts)
+            except (TypeError, ValueError) as e:  # a bad option or a vocabulary larger than the corpus allows
+                raise ConfigError(f"model.{name}.train_sentencepiece={opts}: {e}") from e
             marker.write_text(key + "\n", encoding="utf-8")
             return tok
         return load_tokenizer(str(spec))
@@ -52,6 +80,41 @@ def load_tokenizers(model: Mapping[str, Any], task: Mapping[str, Any], run_dir: 
     if src is None:
         raise ConfigError("model.tokenizer is not set: a folder, hub id or {train_sentencepiece: ...}")
     return src, one(model.get("target_tokenizer"), "target_tokenizer") or src
+
+
+def run_fingerprints(dm, lit) -> dict[str, str]:
+    """What makes a checkpoint's weights mean something (``bertgen.checkpoints.check_resume``): the prepared
+    tokenizers' files, the architecture (the model config without dropout), the task's encoding."""
+    src, tgt = dm.token_fingerprints()
+    config = {k: v for k, v in lit.hparams["model_config"]["config"].items() if "dropout" not in k}
+    encode = dataclasses.asdict(dm.encode_options())
+
+    def digest(obj: Any) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    return {
+        "source_tokenizer": src,
+        "target_tokenizer": tgt,
+        "model": digest(config),
+        "encode": digest(encode),
+        "task": dm.task.name,
+    }
+
+
+def write_run_config(cfg, run_dir: Path) -> None:
+    """``.hydra/config.yaml``, ``overrides.yaml`` and ``hydra.yaml`` of the run, written by the run itself once the
+    checks passed (``hydra.output_subdir`` is null): a refused run leaves the run dir's config as it was."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from bertgen.io import write_text_atomic
+
+    folder = run_dir / ".hydra"
+    hc = HydraConfig.get()
+    task_cfg = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
+    write_text_atomic(folder / "config.yaml", OmegaConf.to_yaml(task_cfg))
+    write_text_atomic(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(hc.overrides.task))))
+    write_text_atomic(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hc})))
 
 
 def model_spec(model: Mapping[str, Any], src_tok, tgt_tok, special: Mapping[str, int | None]) -> dict[str, Any]:
@@ -169,10 +232,22 @@ def _check(
 def validate_config(c: Mapping[str, Any]) -> None:
     """Types, ranges and consistency of a composed train config (plain dict)."""
     num = (int, float)
-    _check("seed", c.get("seed"), int)
+    _check("seed", c.get("seed"), int, low=0, high=2**32 - 1)  # numpy's seed range
     _check("batch_size", c.get("batch_size"), int, low=1, optional=True)
     _check("global_batch_size", c.get("global_batch_size"), int, low=1, optional=True)
     _check("max_tokens", c.get("max_tokens"), int, low=1, optional=True)
+    cb = (c.get("callbacks") or {}).get("checkpoint") or {}
+    _check("callbacks.checkpoint.every_n_train_steps", cb.get("every_n_train_steps"), int, low=1, optional=True)
+    _check(
+        "callbacks.checkpoint.every_n_minutes",
+        cb.get("every_n_minutes"),
+        (int, float),
+        low=0,
+        low_open=True,
+        optional=True,
+    )
+    if cb.get("every_n_train_steps") and cb.get("every_n_minutes"):
+        raise ConfigError("callbacks.checkpoint: set every_n_train_steps or every_n_minutes, not both")
     if c.get("batch_size") is None and c.get("max_tokens") is None:
         raise ConfigError("batch_size and max_tokens are both null: set one")
     _check("num_workers", c.get("num_workers"), int, low=0)
@@ -201,6 +276,27 @@ def validate_config(c: Mapping[str, Any]) -> None:
     for i, b in enumerate(optim.get("betas") or ()):
         _check(f"optim.betas[{i}]", b, num, low=0, high=1, high_open=True)
     _check("trainer.max_steps", trainer.get("max_steps"), int, low=-1)
+    if trainer.get("max_steps") == 0:
+        raise ConfigError(
+            "trainer.max_steps=0: nothing would be trained; set a number of steps (or -1 with max_epochs)"
+        )
+    precision = trainer.get("precision")
+    if precision is not None and str(precision) not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+    devices = trainer.get("devices")
+    if not (
+        devices in ("auto", -1, "-1")
+        or isinstance(devices, int)
+        and not isinstance(devices, bool)
+        and devices >= 1
+        or isinstance(devices, (list, tuple))
+        and devices
+        and all(isinstance(d, int) and d >= 0 for d in devices)
+        or isinstance(devices, str)
+        and devices.replace(",", "").strip().isdigit()
+        and int(devices.split(",")[0]) >= 0
+    ):
+        raise ConfigError(f"trainer.devices={devices!r}: expected a count >= 1, a list of device ids, -1 or auto")
     _check("trainer.max_epochs", trainer.get("max_epochs"), int, low=-1, optional=True)
     _check("trainer.accumulate_grad_batches", trainer.get("accumulate_grad_batches"), int, low=1, optional=True)
     _check("trainer.gradient_clip_val", trainer.get("gradient_clip_val"), num, low=0, optional=True)
@@ -236,6 +332,7 @@ def build_module(c: Mapping[str, Any], dm):
     """The `Seq2SeqModule` of the config, built with the DataModule's special tokens and checked against its
     tokenizers and length budgets."""
     from bertgen.checks import check_model_and_data
+    from bertgen.decoding import check_generation
     from bertgen.lit_module import Seq2SeqModule
 
     src_tok, tgt_tok = dm.tokenizers  # prepared for the task's text (e.g. a separator as one token)
@@ -257,6 +354,9 @@ def build_module(c: Mapping[str, Any], dm):
         max_target_length=dm.task.max_target_length,
         where=f"model {c['model']['name']}",
     )
+    # decoding settings fail now, naming their key, not at the first validation or after training
+    check_generation(lit.model, c["task"]["generation"], "task.generation")
+    check_generation(lit.model, {**c["task"]["generation"], **c["task"]["val_generation"]}, "task.val_generation")
     log.info("model %s: %.1fM parameters", c["model"]["name"], sum(p.numel() for p in lit.model.parameters()) / 1e6)
     return lit
 
@@ -290,8 +390,11 @@ def make_trainer(c: Mapping[str, Any], trainer_args: dict[str, Any], callbacks: 
     )
 
 
-def training_record(c: Mapping[str, Any], trainer, lit, dm, best_cb, run_dir: Path, test: bool = False):
-    """The run record of a finished fit (and of a test of its best checkpoint when ``test``)."""
+def training_record(
+    c: Mapping[str, Any], trainer, lit, dm, best_cb, run_dir: Path, test: bool = False, status: str | None = None
+):
+    """The run record of a finished fit (and of a test of its best checkpoint when ``test``); ``status``
+    ``preempted`` for a fit stopped by SIGTERM."""
     import torch
 
     from bertgen.data.tasks import task_class
@@ -324,6 +427,7 @@ def training_record(c: Mapping[str, Any], trainer, lit, dm, best_cb, run_dir: Pa
         global_step=int(global_step),
         parameters=sum(p.numel() for p in lit.model.parameters()),
         data_stats=dict(getattr(dm, "data_stats", {})),
+        status=status,
     )
 
 

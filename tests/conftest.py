@@ -1,12 +1,28 @@
-"""Shared test fixtures. ``../shared`` (beside the repository) holds the real data, models and test vectors."""
+"""Shared test fixtures and helpers. ``../shared`` (beside the repository) holds the real data, models and test vectors.
+
+Helpers for the test files (``from conftest import ...``):
+
+* `run_cli` / `start_cli`: ``train.py``, ``evaluate.py``, another script or ``python -m <module>`` in a child process,
+  offline, its data cache in the folder it runs in;
+* `compose`: a config of ``conf/`` composed with Hydra's compose API (what the command line would get);
+* `run_evaluate`: evaluate.py in-process;
+* `TINY_QUICKSTART`, `TINY_WIKISPLIT`: the overrides of a tiny training run, to which each test adds its own.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
+from hydra import compose as _hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BERTGEN_SHARED", REPO.parent / "shared"))
@@ -14,7 +30,118 @@ MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
 if str(REPO) not in sys.path:  # train.py / evaluate.py live at the repository root
     sys.path.insert(0, str(REPO))
 
+# ---- tiny training runs ----------------------------------------------------------------------------------------------
+TINY_QUICKSTART = [
+    # the offline quickstart on a corpus of 128 / 8 / 8 synthetic rows, short validation decoding
+    "experiment=quickstart",
+    "trainer.enable_progress_bar=false",
+    "task.synthetic.train=128",
+    "task.synthetic.validation=8",
+    "task.synthetic.test=8",
+    "task.val_generation.max_new_tokens=4",
+]
+TINY_WIKISPLIT = [
+    # the quickstart model (all-MiniLM-L6-v2's WordPiece vocabulary) on WikiSplit rows: 2 steps of batch 4
+    "model=quickstart",
+    f"model.tokenizer={MINILM}",
+    "task=wikisplit",
+    "trainer.enable_progress_bar=false",
+    "batch_size=4",
+    "global_batch_size=4",
+    "task.val_check_interval=2",
+    "task.val_max_examples=4",
+    "task.val_generation.max_new_tokens=4",
+    "trainer.max_steps=2",
+]
 
+# ---- the command line in a child process -----------------------------------------------------------------------------
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+Script = str | Path | Sequence[str]
+
+
+def cli_command(
+    script: Script,
+    args: Sequence[Any] = (),
+    cwd: Path = REPO,
+    *,
+    env: Mapping[str, str | None] | None = None,
+    user: int | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of `run_cli` / `start_cli` (see `run_cli`)."""
+    if isinstance(script, str | Path):
+        path = Path(script)
+        cmd = [sys.executable, str(path if path.is_absolute() else REPO / path)]
+    else:
+        cmd = [sys.executable, *script]
+    cmd += [str(a) for a in args]
+    full = {**os.environ, **OFFLINE_ENV}
+    if Path(cwd) != REPO:  # never the user's ~/.cache, nor the repository
+        full["BERTGEN_DATA_CACHE"] = str(Path(cwd) / "cache")
+    if user is not None:  # drop root's permission override: CI runs as root
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+        full["HOME"] = str(cwd)
+    for key, value in (env or {}).items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    return cmd, full
+
+
+def run_cli(
+    script: Script,
+    args: Sequence[Any] = (),
+    cwd: Path = REPO,
+    *,
+    timeout: float | None = 300,
+    env: Mapping[str, str | None] | None = None,
+    user: int | None = None,
+) -> subprocess.CompletedProcess:
+    """Run ``python <script> <args>`` and return it finished, its stdout and stderr captured as text.
+
+    ``script``: ``"train.py"`` / ``"evaluate.py"`` (a relative path is one in the repository), any script's path, or
+    the arguments before ``args`` as a sequence: ``["-m", "bertgen.report"]``, ``["-c", code]``.
+    The environment: this one, offline (`OFFLINE_ENV`), ``BERTGEN_DATA_CACHE=<cwd>/cache`` unless ``cwd`` is the
+    repository, then ``env`` (a value of None removes the variable). ``user``: run as this user and group id, with
+    ``HOME=<cwd>`` (needs root and ``setpriv``).
+    """
+    cmd, full = cli_command(script, args, cwd=cwd, env=env, user=user)
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full)
+
+
+def start_cli(
+    script: Script,
+    args: Sequence[Any] = (),
+    cwd: Path = REPO,
+    *,
+    env: Mapping[str, str | None] | None = None,
+    user: int | None = None,
+    stdout: int | IO | None = subprocess.PIPE,
+    stderr: int | IO | None = subprocess.PIPE,
+) -> subprocess.Popen:
+    """`run_cli`'s command started and not waited for (text mode): for tests that stream its output or kill it."""
+    cmd, full = cli_command(script, args, cwd=cwd, env=env, user=user)
+    return subprocess.Popen(cmd, cwd=cwd, stdout=stdout, stderr=stderr, text=True, env=full)
+
+
+# ---- Hydra configs, evaluate.py in-process ---------------------------------------------------------------------------
+def compose(config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """``conf/<config_name>.yaml`` composed with ``overrides`` (Hydra's global state cleared first)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return _hydra_compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def run_evaluate(out: Path, *overrides: str):
+    """evaluate.py in-process: compose conf/evaluate.yaml with ``overrides`` and evaluate into ``out`` (a RunRecord)."""
+    from bertgen.evaluation import evaluate
+
+    from evaluate import options
+
+    return evaluate(options(compose("evaluate", overrides), list(overrides)), out)
+
+
+# ---- fixtures --------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():

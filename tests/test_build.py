@@ -106,3 +106,20 @@ def test_missing_source_dir_names_the_hint(tmp_path):
         compose_splits(spec, tmp_path / "out")
     with pytest.raises(ConfigError, match="unknown keys"):
         compose_splits({**spec, "sorce": 1}, tmp_path / "out")
+
+
+def test_overlap_is_found_by_content_whatever_the_path(source, tmp_path):
+    """The same file reached through ``../`` (or a copy) is one file: its rows cannot be in two splits."""
+    (source / "copy.tsv").write_bytes((source / "validation.tsv").read_bytes())
+    for other in (f"../{source.name}/validation.tsv[4:]", "copy.tsv[4:]", f"{source}/validation.tsv[4:]"):
+        spec = _spec(source, train=["validation.tsv[:6]"], validation=[other])
+        with pytest.raises(ConfigError, match=r"row 4 of \S+ is in both 'train' and 'validation'"):
+            compose_splits(spec, tmp_path / "out")
+
+
+def test_a_row_twice_in_one_split_needs_allow_repeats(source, tmp_path):
+    spec = _spec(source, train=["tune.tsv", "tune.tsv[3:]"], validation=["validation.tsv"])
+    with pytest.raises(ConfigError, match=r"row 3 of tune.tsv is used twice in 'train'.*allow_repeats=true"):
+        compose_splits(spec, tmp_path / "out")
+    out = compose_splits({**spec, "allow_repeats": True}, tmp_path / "out")
+    assert len((out / "train.tsv").read_text().splitlines()) == 7

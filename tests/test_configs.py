@@ -7,14 +7,12 @@ import inspect
 
 import lightning as L
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from bertgen.data import TASKS, task_class
 from bertgen.training import TRAINER_ARGS_SET_BY_RUN, trainer_arguments, validate_config
 
-from conftest import REPO
+from conftest import REPO, compose
 
 CONF = REPO / "conf"
 HAS_OPTUNA = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
@@ -23,12 +21,6 @@ HAS_SUBMITIT = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher")
 
 def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def compose_train(overrides: list[str], hydra_config: bool = False):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=overrides, return_hydra_config=hydra_config)
 
 
 def resolved(cfg) -> dict:
@@ -45,7 +37,7 @@ GROUPS = ["task", "model", "optim", "trainer", "logger", "callbacks", "debug", "
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes(group, option):
-    c = resolved(compose_train([f"{group}={option}"]))
+    c = resolved(compose("train", [f"{group}={option}"]))
     assert task_class(c["task"]).name == c["task"]["name"]
     trainer_arguments(c["trainer"])  # every trainer option is a valid set of Trainer arguments
     validate_config(c)
@@ -65,14 +57,14 @@ def test_tasks_state_only_what_differs_from_the_shared_defaults(task):
     for line in text.splitlines():
         key, _, value = line.partition(":")
         assert not (key == "module" and value.strip() in ("null", "")), f"{task}.yaml restates {key}"
-    c = resolved(compose_train([f"task={task}"]))["task"]
+    c = resolved(compose("train", [f"task={task}"]))["task"]
     assert c["name"] == task
 
 
 @pytest.mark.parametrize("task", options("task"))
 @pytest.mark.parametrize("model", options("model"))
 def test_every_task_with_every_model(task, model):
-    validate_config(resolved(compose_train([f"task={task}", f"model={model}"])))
+    validate_config(resolved(compose("train", [f"task={task}", f"model={model}"])))
 
 
 def test_trainer_defaults_list_every_lightning_trainer_argument():
@@ -83,10 +75,10 @@ def test_trainer_defaults_list_every_lightning_trainer_argument():
 
 
 def test_any_trainer_argument_overrides_without_plus_and_a_misspelt_one_is_named():
-    c = resolved(compose_train(["trainer.limit_val_batches=2", "trainer.max_time=00:01:00:00"]))
+    c = resolved(compose("train", ["trainer.limit_val_batches=2", "trainer.max_time=00:01:00:00"]))
     assert c["trainer"]["limit_val_batches"] == 2 and trainer_arguments(c["trainer"])["max_time"] == "00:01:00:00"
     with pytest.raises(Exception, match="limt_val_batches"):
-        compose_train(["trainer.limt_val_batches=2"])
+        compose("train", ["trainer.limt_val_batches=2"])
     from bertgen.errors import ConfigError
 
     with pytest.raises(ConfigError, match="limt_val_batches is not a lightning.Trainer argument"):
@@ -96,7 +88,7 @@ def test_any_trainer_argument_overrides_without_plus_and_a_misspelt_one_is_named
 @pytest.mark.skipif(not HAS_OPTUNA, reason="hydra-optuna-sweeper not installed (pip install -e '.[sweep]')")
 @pytest.mark.parametrize("option", options("hparams_search"))
 def test_hparams_search_composes_and_names_a_metric_the_run_returns(option):
-    cfg = compose_train(["experiment=quickstart", f"hparams_search={option}"], hydra_config=True)
+    cfg = compose("train", ["experiment=quickstart", f"hparams_search={option}"], return_hydra_config=True)
     assert cfg.hydra.sweeper.direction == "maximize"
     key = cfg.optimized_metric
     assert key == "best_score" or key.split("/", 1)[0] in ("val", "test")
@@ -105,13 +97,11 @@ def test_hparams_search_composes_and_names_a_metric_the_run_returns(option):
 @pytest.mark.skipif(not HAS_SUBMITIT, reason="hydra-submitit-launcher not installed (pip install -e '.[sweep]')")
 @pytest.mark.parametrize("option", options("hydra/launcher"))
 def test_launchers_compose(option):
-    cfg = compose_train(["trainer=gpu", f"hydra/launcher={option}"], hydra_config=True)
+    cfg = compose("train", ["trainer=gpu", f"hydra/launcher={option}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher")
 
 
 def test_evaluate_config_composes_with_every_task():
     for task in options("task"):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            cfg = compose("evaluate", overrides=[f"task={task}"])
+        cfg = compose("evaluate", [f"task={task}"])
         assert OmegaConf.to_container(cfg, resolve=True)["task"]["name"] == task

@@ -11,10 +11,7 @@ import hashlib
 import io
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,7 +27,7 @@ from bertgen.data.errors import ChecksumMismatchError, InvalidRows
 from bertgen.data.tasks import TASKS
 from bertgen.hub import OFFLINE_ENVS
 
-from conftest import MINILM, REPO
+from conftest import REPO, TINY_WIKISPLIT, run_cli
 
 SOURCES = {name: src for name, (src, _) in all_sources().items()}  # the registered tasks' official sources
 
@@ -539,13 +536,7 @@ def test_cli_list_and_download(online, fixtures, tmp_path, capsys, monkeypatch):
         assert f"data_dir={tmp_path / 'xsum'}" in out and read_all("xsum", tmp_path / "xsum")["test"] == 10
         assert main(["download", "cnn_dailymail", "--dest", str(tmp_path), "--no-progress"]) == 1  # not served
         assert "error: cnn_dailymail: cannot download" in capsys.readouterr().err
-    r = subprocess.run(
-        [sys.executable, "-m", "bertgen.data", "list"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    r = run_cli(["-m", "bertgen.data"], ["list"], timeout=120)
     assert r.returncode == 0 and "wikisplit" in r.stdout and "gresearch/discofuse" in r.stdout
 
 
@@ -580,39 +571,16 @@ def test_train_py_wikisplit_reads_the_loopback_official_source(online, fixtures,
     (tmp_path / "checksums.json").write_text(json.dumps(checksums))
     (tmp_path / "wrapper.py").write_text(_WRAPPER)
     run_dir = tmp_path / "run"
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "0",
-        "HF_DATASETS_OFFLINE": "0",
-        "TOKENIZERS_PARALLELISM": "false",
-        dl.MIRROR_ENV: online.base,
-        "BERTGEN_DATA_CACHE": str(tmp_path / "cache"),
-        "NO_PROXY": "127.0.0.1",
-    }
+    env = {"HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", dl.MIRROR_ENV: online.base, "NO_PROXY": "127.0.0.1"}
     args = [
-        "task=wikisplit",
-        "model=quickstart",
-        f"model.tokenizer={MINILM}",
+        *TINY_WIKISPLIT,
         f"hydra.run.dir={run_dir}",
-        "trainer.max_steps=2",
-        "task.val_check_interval=2",
-        "task.val_max_examples=4",
-        "batch_size=4",
-        "global_batch_size=4",
-        "task.val_generation.max_new_tokens=4",
-        "trainer.enable_progress_bar=false",
         "export_model=false",
         "model.encoder.num_hidden_layers=1",
         "model.decoder.num_hidden_layers=1",
     ]
-    r = subprocess.run(
-        [sys.executable, str(tmp_path / "wrapper.py"), str(tmp_path / "checksums.json"), str(REPO / "train.py"), *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+    wrapped = [tmp_path / "checksums.json", REPO / "train.py", *args]  # train.py run by the wrapper
+    r = run_cli(tmp_path / "wrapper.py", wrapped, tmp_path, timeout=600, env=env)  # data cache: tmp_path / "cache"
     assert r.returncode == 0, r.stderr[-4000:]
     prepared = tmp_path / "cache" / "sources" / "wikisplit"
     assert dl.is_prepared(prepared) and (prepared / "train.tsv").is_file()

@@ -9,39 +9,33 @@ that killing evaluate.py mid-run leaves no output file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bertgen.checkpoints import CheckpointError
 from bertgen.data import task_metrics
 from bertgen.data.tasks.quickstart import synthetic_texts, write_synthetic_fusion
 from bertgen.errors import BertgenError
-from bertgen.evaluation import EvaluationError, evaluate
+from bertgen.evaluation import EvaluationError
 from bertgen.lit_module import Seq2SeqModule
 from bertgen.tokenization import load_tokenizer, train_sentencepiece
 
-from conftest import REPO
-from evaluate import options
+from conftest import compose, run_cli, run_evaluate, start_cli
 
 SIZES = {"train": 200, "validation": 12, "test": 24}
 FILES = ("predictions.jsonl", "metrics.json")
 
 
 def run_eval(out: Path, *overrides: str) -> dict:
-    """evaluate.py in-process: compose conf/evaluate.yaml with ``overrides`` and evaluate into ``out``."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides=list(overrides))
-    return evaluate(options(cfg, list(overrides)), out).to_dict()
+    """evaluate.py in-process (conftest's `run_evaluate`), its run record as a dict."""
+    return run_evaluate(out, *overrides).to_dict()
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -77,10 +71,7 @@ def tiny_run(tmp_path_factory) -> Path:
         generation={"num_beams": 1, "max_new_tokens": 8},
     )
     lit.export(root / "model", tok)
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        task = OmegaConf.create(
-            OmegaConf.to_container(compose("train", overrides=["task=quickstart"]).task, resolve=True)
-        )
+    task = OmegaConf.create(OmegaConf.to_container(compose("train", ["task=quickstart"]).task, resolve=True))
     task.synthetic = SIZES
     task.generation.max_new_tokens = 8
     (root / ".hydra").mkdir()
@@ -303,19 +294,7 @@ def test_bad_options_fail_before_decoding(tiny_run, tmp_path, overrides, message
 
 
 def test_hub_id_offline_is_one_clear_error(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "evaluate.py",
-            "ckpt=google/roberta2roberta_L-24_discofuse",
-            f"hydra.run.dir={tmp_path / 'out'}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-    )
+    proc = run_cli("evaluate.py", ["ckpt=google/roberta2roberta_L-24_discofuse", f"hydra.run.dir={tmp_path / 'out'}"])
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr + proc.stdout
     err = proc.stderr.strip().splitlines()
@@ -331,9 +310,7 @@ def test_hub_id_offline_is_one_clear_error(tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("trained") / "run"
-    cmd = [
-        sys.executable,
-        "train.py",
+    args = [
         "experiment=quickstart",
         "trainer.max_steps=10",
         "task.val_check_interval=10",
@@ -343,7 +320,7 @@ def trained_run(tmp_path_factory) -> Path:
         f"cache_dir={run.parent / 'cache'}",
         f"hydra.run.dir={run}",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc = run_cli("train.py", args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run
 
@@ -369,20 +346,10 @@ def test_trained_run_dir_ckpt_and_exported_folder_agree(trained_run, tmp_path):
 @pytest.mark.slow
 def test_killed_mid_run_leaves_no_output(trained_run, tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "evaluate.py",
-            f"ckpt={trained_run}",
-            "batch_size=1",
-            f"cache_dir={tmp_path / 'cache'}",
-            f"hydra.run.dir={out}",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
+    proc = start_cli(
+        "evaluate.py",
+        [f"ckpt={trained_run}", "batch_size=1", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}"],
         stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     deadline = time.monotonic() + 240
     try:
@@ -405,19 +372,9 @@ def test_train_evaluate_report_read_one_run_record_schema(trained_run, tmp_path)
     from bertgen.run_record import RunRecord
 
     out = tmp_path / "eval"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "evaluate.py",
-            f"ckpt={trained_run}",
-            "max_examples=16",
-            f"cache_dir={tmp_path / 'cache'}",
-            f"hydra.run.dir={out}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    proc = run_cli(
+        "evaluate.py",
+        [f"ckpt={trained_run}", "max_examples=16", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}"],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     trained, evaluated = RunRecord.load(trained_run), RunRecord.load(out)
@@ -428,21 +385,7 @@ def test_train_evaluate_report_read_one_run_record_schema(trained_run, tmp_path)
         "test",
     )
     assert trained.best_score is not None and trained.metrics["sari"] >= 0 and evaluated.examples == 16
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bertgen.report",
-            str(trained_run),
-            str(out),
-            "--no-png",
-            "--out",
-            str(tmp_path / "report"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    proc = run_cli(["-m", "bertgen.report"], [trained_run, out, "--no-png", "--out", tmp_path / "report"])
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| quickstart")]
     assert len(rows) == 2, proc.stdout

@@ -106,7 +106,7 @@ def loopback_hub(monkeypatch, tmp_path):
     import huggingface_hub.constants as hf_constants
     import huggingface_hub.file_download as hf_file_download
     from huggingface_hub.utils import reset_sessions
-    from test_data_download import Loopback, loopback_only
+    from test_download import Loopback, loopback_only
 
     server = Loopback()
     server.thread.start()

@@ -3,22 +3,21 @@ checkpoint (bert2bert, all-MiniLM-L6-v2) beats random initialisation (rnd2rnd) o
 
 A shortened run of the experiment: both models see the same STEPS updates of batch 16 (the experiment's lr, a
 proportionally shorter warm-up) and are validated once, on VAL_ROWS validation rows (loss) and greedy generation on
-the shortest 50 of them. The two runs train side by side, one thread each. See the README section "Warm-starting in
-miniature" for the full runs.
+the shortest 50 of them. The two runs train side by side, one thread each. See
+docs/experiments/mini_wikisplit.md for the full runs.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bertgen.run_record import RunRecord
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import run_cli, start_cli
+
 STEPS = 240
 VAL_ROWS = 200
 LOSS_MARGIN = 2.0  # nats
@@ -27,14 +26,6 @@ SARI_MARGIN = 5.0  # the issue's "clearly above"
 
 def _start(model: str, tmp_path: Path, shared: Path) -> tuple[subprocess.Popen, Path]:
     run_dir = tmp_path / model
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "BERTGEN_SHARED": str(shared),
-        "BERTGEN_DATA_CACHE": str(tmp_path / "cache"),
-    }
     args = [
         "experiment=mini_wikisplit",
         f"model={model}",
@@ -50,13 +41,13 @@ def _start(model: str, tmp_path: Path, shared: Path) -> tuple[subprocess.Popen, 
         "trainer.enable_progress_bar=false",
     ]
     with open(tmp_path / f"{model}.log", "w") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen(
-            [sys.executable, str(REPO / "train.py"), *args],
-            cwd=tmp_path,  # not the repository: the shared folder must come from BERTGEN_SHARED
+        proc = start_cli(
+            "train.py",
+            args,
+            tmp_path,  # not the repository: the shared folder must come from BERTGEN_SHARED
+            env={"BERTGEN_SHARED": str(shared)},
             stdout=log,
             stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
         )
     return proc, run_dir
 
@@ -90,14 +81,12 @@ def test_bert2bert_beats_rnd2rnd(tmp_path, shared_dir):
 
 
 def test_missing_shared_folder_names_bertgen_shared(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "BERTGEN_SHARED"}
-    r = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "experiment=mini_wikisplit", "model=bert2bert"],
-        cwd=tmp_path,  # ../shared beside it does not exist
-        capture_output=True,
-        text=True,
+    r = run_cli(
+        "train.py",
+        ["experiment=mini_wikisplit", "model=bert2bert"],
+        tmp_path,  # ../shared beside it does not exist
         timeout=300,
-        env={**env, "HF_HUB_OFFLINE": "1", "BERTGEN_DATA_CACHE": str(tmp_path / "cache")},
+        env={"BERTGEN_SHARED": None},
     )
     assert r.returncode != 0
     assert "BERTGEN_SHARED" in r.stderr and "is not a folder" in r.stderr, r.stderr[-2000:]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,7 +12,7 @@ from bertgen.hub import CheckpointNotFoundError
 from bertgen.model import EncoderDecoder, ModelConfig
 from bertgen.model.params import VARIANTS, count_parameters, table
 
-from conftest import MINILM, REPO
+from conftest import MINILM, run_cli
 
 # ids of "The quick brown fox jumps over the lazy dog." and BertModel's last_hidden_state[0, 0, :4]
 # (shared/models/README.md)
@@ -129,7 +127,7 @@ def test_parameter_counts_are_close_to_table_1():
     rows = {name: (n, paper) for name, n, paper in table()}
     assert set(rows) == set(VARIANTS)
     for name, (n, paper) in rows.items():
-        # within 2%: the differences (decoder position embeddings, LM head bias/transform) are explained in the README
+        # within 2%: the differences (decoder position embeddings, LM head bias/transform): docs/models.md
         assert abs(n / 1e6 - paper) / paper < 0.02, (name, n, paper)
     assert rows["bertShare"][0] < rows["bert2bert"][0] * 0.65
 
@@ -195,7 +193,7 @@ def test_model_package_imports_no_lightning_hydra_or_transformers():
         "if m in sys.modules];"
         "sys.exit(1 if bad else 0)"
     )
-    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+    assert run_cli(["-c", code]).returncode == 0
 
 
 def test_config_errors_are_clear():

@@ -9,41 +9,15 @@ import pickle
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO, SHARED
+from conftest import REPO, SHARED, TINY_QUICKSTART, TINY_WIKISPLIT, run_cli, start_cli
 
-QUICK = [
-    "experiment=quickstart",
-    "trainer.enable_progress_bar=false",
-    "task.synthetic.train=128",
-    "task.synthetic.validation=8",
-    "task.synthetic.test=8",
-    "task.val_generation.max_new_tokens=4",
-    "task.val_max_examples=8",
-    "batch_size=16",
-    "global_batch_size=16",
-]
-
-
-def cli(script: str, args: list[str], cwd: Path, timeout: int = 300, user: int | None = None):
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "BERTGEN_DATA_CACHE": str(cwd / "cache"),
-    }
-    cmd = [sys.executable, str(REPO / script), *args]
-    if user is not None:  # drop root's permission override: CI runs as root
-        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-        env["HOME"] = str(cwd)
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+QUICK = [*TINY_QUICKSTART, "task.val_max_examples=8", "batch_size=16", "global_batch_size=16"]
 
 
 class _Payload:
@@ -71,7 +45,7 @@ def craft_checkpoint(path: Path, marker: Path, legacy: bool = False, **extra) ->
 def trained(tmp_path_factory) -> Path:
     """A finished 4-step quickstart run (validation at steps 2 and 4, best checkpoint, export)."""
     run = tmp_path_factory.mktemp("reliability") / "run"
-    r = cli(
+    r = run_cli(
         "train.py", [*QUICK, "trainer.max_steps=4", "task.val_check_interval=2", f"hydra.run.dir={run}"], run.parent
     )
     assert r.returncode == 0, r.stderr[-3000:]
@@ -93,8 +67,8 @@ def test_no_unsafe_torch_load_anywhere_in_the_package():
 def test_crafted_last_ckpt_is_refused_on_resume_and_runs_nothing(tmp_path, legacy):
     run, marker = tmp_path / "run", tmp_path / "PWNED"
     craft_checkpoint(run / "checkpoints" / "last.ckpt", marker, legacy=legacy)
-    r = cli(
-        "train.py", [*QUICK, "optim=paper", "trainer.max_steps=0", "ckpt_path=last", f"hydra.run.dir={run}"], tmp_path
+    r = run_cli(
+        "train.py", [*QUICK, "optim=paper", "trainer.max_steps=1", "ckpt_path=last", f"hydra.run.dir={run}"], tmp_path
     )
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "last.ckpt" in r.stderr and "safe (weights-only) loader refuses" in r.stderr
@@ -122,7 +96,7 @@ def test_evaluate_refuses_a_crafted_ckpt(trained, tmp_path):
     marker = tmp_path / "PWNED"
     crafted = tmp_path / "crafted" / "checkpoints" / "best.ckpt"
     craft_checkpoint(crafted, marker, hyper_parameters={})
-    r = cli(
+    r = run_cli(
         "evaluate.py",
         [f"ckpt={crafted}", f"tokenizer={trained / 'tokenizer'}", f"hydra.run.dir={tmp_path / 'e'}"],
         tmp_path,
@@ -142,7 +116,7 @@ def test_unwritable_checkpoint_folder_fails_the_run_loudly():
         os.chmod(run, 0o777)
         (run / "checkpoints").mkdir(mode=0o755)  # owned by root: not writable by the unprivileged user
         before = set(Path(tempfile.gettempdir()).iterdir())
-        r = cli(
+        r = run_cli(
             "train.py",
             [
                 *QUICK,
@@ -167,10 +141,10 @@ def test_unwritable_checkpoint_folder_fails_the_run_loudly():
 def test_resume_appends_to_the_training_log(tmp_path):
     run = tmp_path / "run"
     common = [*QUICK, "task.val_check_interval=2", "trainer.log_every_n_steps=1", f"hydra.run.dir={run}"]
-    assert cli("train.py", [*common, "trainer.max_steps=2"], tmp_path).returncode == 0
+    assert run_cli("train.py", [*common, "trainer.max_steps=2"], tmp_path).returncode == 0
     log = run / "logs" / "metrics.csv"
     first = list(csv.DictReader(open(log)))
-    r = cli("train.py", [*common, "trainer.max_steps=4", "ckpt_path=last"], tmp_path)
+    r = run_cli("train.py", [*common, "trainer.max_steps=4", "ckpt_path=last"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = list(csv.DictReader(open(log)))
     assert rows[: len(first)] == first and len(rows) > len(first)
@@ -185,7 +159,7 @@ def test_evaluate_with_a_foreign_tokenizer_is_one_clear_error(trained, tmp_path)
         [f"word{i} and more text {i}" for i in range(300)], vocab_size=64, output_dir=tmp_path / "small"
     )
     assert small.vocab_size == 64
-    r = cli(
+    r = run_cli(
         "evaluate.py",
         [
             f"ckpt={trained / 'model'}",
@@ -202,7 +176,7 @@ def test_evaluate_with_a_foreign_tokenizer_is_one_clear_error(trained, tmp_path)
 
 
 def test_source_length_above_the_positions_fails_at_start(tmp_path):
-    r = cli(
+    r = run_cli(
         "train.py",
         [
             *QUICK,
@@ -232,7 +206,7 @@ def test_source_length_above_the_positions_fails_at_start(tmp_path):
 )
 def test_bad_config_values_fail_before_any_work(tmp_path, override, message):
     extra = ["optim=paper"] if override.startswith("optim.constant") else []
-    r = cli("train.py", [*QUICK, *extra, override, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, timeout=120)
+    r = run_cli("train.py", [*QUICK, *extra, override, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, timeout=120)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert message in r.stderr
     assert not (tmp_path / "run" / "data").exists()  # failed before the corpus was written
@@ -246,7 +220,7 @@ def test_truncated_last_ckpt_names_the_intact_alternative(trained, tmp_path):
     last.write_bytes(last.read_bytes()[:1000])
     best = sorted((run / "checkpoints").glob("best-*.ckpt"))
     assert best
-    r = cli(
+    r = run_cli(
         "train.py",
         [*QUICK, "trainer.max_steps=6", "task.val_check_interval=2", "ckpt_path=last", f"hydra.run.dir={run}"],
         tmp_path,
@@ -254,7 +228,7 @@ def test_truncated_last_ckpt_names_the_intact_alternative(trained, tmp_path):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "last.ckpt cannot be read" in r.stderr and f"pass ckpt_path={best[-1]}" in r.stderr
     # the explicit choice resumes from it
-    r = cli(
+    r = run_cli(
         "train.py",
         [*QUICK, "trainer.max_steps=6", "task.val_check_interval=2", f"ckpt_path={best[-1]}", f"hydra.run.dir={run}"],
         tmp_path,
@@ -267,7 +241,7 @@ def test_empty_last_ckpt_without_alternative(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"")
-    r = cli("train.py", [*QUICK, "trainer.max_steps=2", "ckpt_path=last", f"hydra.run.dir={run}"], tmp_path)
+    r = run_cli("train.py", [*QUICK, "trainer.max_steps=2", "ckpt_path=last", f"hydra.run.dir={run}"], tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "last.ckpt cannot be read (0 bytes" in r.stderr and "start the run afresh" in r.stderr
 
@@ -275,7 +249,7 @@ def test_empty_last_ckpt_without_alternative(tmp_path):
 # ---- 10. smaller items ----------------------------------------------------------------------------------------
 def test_summary_names_only_outputs_that_exist_and_messages_print_once(tmp_path):
     run = tmp_path / "run"
-    r = cli("train.py", [*QUICK, "trainer.max_steps=2", f"hydra.run.dir={run}"], tmp_path)  # no validation ran
+    r = run_cli("train.py", [*QUICK, "trainer.max_steps=2", f"hydra.run.dir={run}"], tmp_path)  # no validation ran
     assert r.returncode == 0, r.stderr[-2000:]
     assert "predictions:" not in r.stdout and not (run / "predictions").exists()
     out = r.stdout + r.stderr
@@ -290,7 +264,7 @@ def test_truncated_safetensors_names_the_file(trained, tmp_path):
     shutil.copytree(trained / "model", folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:500])
-    r = cli(
+    r = run_cli(
         "evaluate.py",
         [f"ckpt={folder}", "task=quickstart", f"data_dir={trained / 'data'}", f"hydra.run.dir={tmp_path / 'e'}"],
         tmp_path,
@@ -316,26 +290,13 @@ def test_kill_minus_9_soak_resumes_to_identical_weights(tmp_path):
         f"trainer.max_steps={steps}",
         "export_model=false",
     ]
-    ref = cli("train.py", [*common, f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path, timeout=1200)
+    ref = run_cli("train.py", [*common, f"hydra.run.dir={tmp_path / 'ref'}"], tmp_path, timeout=1200)
     assert ref.returncode == 0, ref.stderr[-2000:]
 
     run, rng, log = tmp_path / "soak", random.Random(0), []
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "BERTGEN_DATA_CACHE": str(tmp_path / "cache"),
-    }
     for _ in range(kills + 20):
         resume = ["ckpt_path=last"] if (run / "checkpoints" / "last.ckpt").is_file() else []
-        proc = subprocess.Popen(
-            [sys.executable, str(REPO / "train.py"), *common, *resume, f"hydra.run.dir={run}"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_cli("train.py", [*common, *resume, f"hydra.run.dir={run}"], tmp_path, stdout=subprocess.DEVNULL)
         if len(log) < kills:
             delay = rng.uniform(4.0, 9.0)
             try:
@@ -365,20 +326,7 @@ def test_kill_minus_9_soak_resumes_to_identical_weights(tmp_path):
 
 
 # ---- 5, 8, 10. bad data rows: skipped and counted on request; BOM, trailing blank lines, NUL, empty files ----------
-WIKI = [
-    "model=quickstart",
-    f"model.tokenizer={SHARED / 'models' / 'all-MiniLM-L6-v2'}",
-    "task=wikisplit",
-    "trainer.enable_progress_bar=false",
-    "batch_size=4",
-    "global_batch_size=4",
-    "task.val_check_interval=2",
-    "task.val_max_examples=4",
-    "task.val_generation.max_new_tokens=4",
-    "trainer.max_steps=2",
-    "+task.task_options.max_source_length=64",
-    "+task.task_options.max_target_length=64",
-]
+WIKI = [*TINY_WIKISPLIT, "+task.task_options.max_source_length=64", "+task.task_options.max_target_length=64"]
 
 
 def wiki_dir(root: Path, rows: int = 12) -> Path:
@@ -395,10 +343,10 @@ def test_skip_invalid_from_the_command_line_counts_rows_by_cause(tmp_path):
     train.write_bytes(
         train.read_bytes() + b"one column only\n" + b"bad \xff byte\tx\n" + b"nul\x00\tx\n" + b"\tno source\n"
     )
-    r = cli("train.py", [*WIKI, f"data_dir={data}", f"hydra.run.dir={tmp_path / 'strict'}"], tmp_path)
+    r = run_cli("train.py", [*WIKI, f"data_dir={data}", f"hydra.run.dir={tmp_path / 'strict'}"], tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert f"{train}:13: wrong column count" in r.stderr and "skip_invalid=true" in r.stderr
-    r = cli(
+    r = run_cli(
         "train.py", [*WIKI, f"data_dir={data}", "skip_invalid=true", f"hydra.run.dir={tmp_path / 'skip'}"], tmp_path
     )
     assert r.returncode == 0, r.stderr[-2000:]
@@ -437,7 +385,7 @@ def test_bom_and_trailing_blank_lines_are_not_data(tmp_path):
 def test_empty_split_file_is_named_and_leaves_no_cache_entry(tmp_path):
     data = wiki_dir(tmp_path / "data")
     (data / "validation.tsv").write_text("", encoding="utf-8")
-    r = cli(
+    r = run_cli(
         "train.py",
         [*WIKI, f"data_dir={data}", f"cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"],
         tmp_path,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from bertgen import report
 from bertgen.paper_tables import paper_tables, split_model_name
 from bertgen.run_record import RunRecord
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import run_cli
 
 
 def train_run(d: Path, task: str, model: str, metrics: dict[str, float], fraction: float = 1.0) -> Path:
@@ -163,19 +162,12 @@ def test_bad_metrics_json_names_file_and_key(tmp_path, content, message):
 
 def test_cli_prints_markdown_and_fails_clearly(tmp_path):
     train_run(tmp_path / "r0", "discofuse", "bert2bert", {"sari": 88.0, "exact": 60.0})
-    ok = subprocess.run(
-        [sys.executable, "-m", "bertgen.report", str(tmp_path / "r0"), "--out", str(tmp_path / "o"), "--no-png"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    ok = run_cli(["-m", "bertgen.report"], [tmp_path / "r0", "--out", tmp_path / "o", "--no-png"])
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout == (tmp_path / "o" / "report.md").read_text()
     assert not (tmp_path / "o" / "report.png").exists()
     (tmp_path / "empty").mkdir()
-    bad = subprocess.run(
-        [sys.executable, "-m", "bertgen.report", str(tmp_path / "empty")], capture_output=True, text=True, cwd=REPO
-    )
+    bad = run_cli(["-m", "bertgen.report"], [tmp_path / "empty"])
     assert bad.returncode == 1
     assert (
         bad.stderr.strip()

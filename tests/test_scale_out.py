@@ -4,48 +4,16 @@ FSDP over two CPU processes. Slow: each runs real (tiny) trainings."""
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from bertgen.run_record import RunRecord
 
-from conftest import REPO
+from conftest import TINY_QUICKSTART, run_cli
 
 pytestmark = pytest.mark.slow
-TINY = [
-    "experiment=quickstart",
-    "trainer.enable_progress_bar=false",
-    "task.synthetic.train=128",
-    "task.synthetic.validation=8",
-    "task.synthetic.test=8",
-    "task.val_generation.max_new_tokens=4",
-    "task.val_max_examples=8",
-    "batch_size=16",
-    "global_batch_size=16",
-    "export_model=false",
-]
-
-
-def cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "BERTGEN_DATA_CACHE": str(cwd / "cache"),
-    }
-    return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+TINY = [*TINY_QUICKSTART, "task.val_max_examples=8", "batch_size=16", "global_batch_size=16", "export_model=false"]
 
 
 @pytest.mark.skipif(
@@ -53,7 +21,8 @@ def cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedP
     reason="needs the sweep extra (hydra-submitit-launcher)",
 )
 def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
-    r = cli(
+    r = run_cli(
+        "train.py",
         [
             "-m",
             "hydra/launcher=submitit_local",
@@ -64,6 +33,7 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
             "hydra.launcher.timeout_min=10",
         ],
         tmp_path,
+        timeout=900,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     records = sorted((tmp_path / "sweep").glob("*/metrics.json"))
@@ -78,7 +48,8 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
     reason="needs the sweep extra (hydra-optuna-sweeper)",
 )
 def test_optuna_study_of_three_trials_selects_by_the_configured_metric(tmp_path):
-    r = cli(
+    r = run_cli(
+        "train.py",
         [
             "-m",
             "hparams_search=optuna",
@@ -90,6 +61,7 @@ def test_optuna_study_of_three_trials_selects_by_the_configured_metric(tmp_path)
             f"hydra.sweep.dir={tmp_path / 'study'}",
         ],
         tmp_path,
+        timeout=900,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     records = {p.parent.name: RunRecord.load(p) for p in (tmp_path / "study").glob("*/metrics.json")}
@@ -102,9 +74,19 @@ def test_optuna_study_of_three_trials_selects_by_the_configured_metric(tmp_path)
 def test_fsdp_needs_gpus_and_says_so_before_any_work(tmp_path):
     """Lightning 2.6's FSDPStrategy requires a CUDA accelerator; on CPU the run stops at once with what to use."""
     run = tmp_path / "run"
-    r = cli([*TINY, "trainer=ddp_cpu", "trainer.strategy=fsdp", "batch_size=8", f"hydra.run.dir={run}"], tmp_path)
+    r = run_cli(
+        "train.py",
+        [*TINY, "trainer=ddp_cpu", "trainer.strategy=fsdp", "batch_size=8", f"hydra.run.dir={run}"],
+        tmp_path,
+        timeout=900,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "trainer.strategy=fsdp needs CUDA GPUs" in r.stderr
     assert not (run / "data").exists()
-    gpu = cli([*TINY, "trainer=ddp", "trainer.strategy=fsdp", "trainer.max_steps=0", f"hydra.run.dir={run}"], tmp_path)
+    gpu = run_cli(
+        "train.py",
+        [*TINY, "trainer=ddp", "trainer.strategy=fsdp", "trainer.max_steps=0", f"hydra.run.dir={run}"],
+        tmp_path,
+        timeout=900,
+    )
     assert "needs CUDA GPUs" not in gpu.stderr  # the GPU configs pass the check (and need a GPU to run)

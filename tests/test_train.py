@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from bertgen.run_record import RunRecord
 
-from conftest import MINILM, REPO, SHARED
+from conftest import MINILM, REPO, SHARED, TINY_QUICKSTART, compose, run_cli
 
 tf = pytest.importorskip("transformers")
 
@@ -35,9 +30,8 @@ MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
 
 
 def compose_cfg(run_dir: Path, overrides: list[str]) -> DictConfig:
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"hydra.run.dir={run_dir}", *overrides], return_hydra_config=True)
+    """conf/train.yaml as train.py's @hydra.main would hand it over for a run in ``run_dir``."""
+    cfg = compose("train", [f"hydra.run.dir={run_dir}", *overrides], return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(run_dir)
         cfg.hydra.job.num = 0
@@ -155,6 +149,7 @@ def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
+# not conftest's TINY_QUICKSTART: 256 training rows (16 batches of 16 an epoch, what the resume test counts on)
 QUICK = [
     "experiment=quickstart",
     "trainer.enable_progress_bar=false",
@@ -206,33 +201,16 @@ def test_ddp_two_cpu_processes_match_one_process_with_the_same_global_batch(tmp_
     assert abs(one["metrics"]["val/loss"] - two["metrics"]["val/loss"]) < 1e-4
 
 
-def _cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "BERTGEN_DATA_CACHE": str(cwd / "cache"),
-    }
-    return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
 def test_offline_hub_checkpoint_fails_with_one_clear_message(tmp_path):
-    r = _cli(["task=discofuse", "model=bert2bert", f"hydra.run.dir={tmp_path}"], tmp_path, timeout=120)
+    r = run_cli("train.py", ["task=discofuse", "model=bert2bert", f"hydra.run.dir={tmp_path}"], tmp_path, timeout=120)
     assert r.returncode != 0
     assert "google-bert/bert-base-uncased" in r.stderr and "hint:" in r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_offline_missing_dataset_fails_with_one_clear_message(tmp_path):
-    r = _cli(
+    r = run_cli(
+        "train.py",
         ["task=wikisplit", "model=quickstart", "model.tokenizer=" + str(MINILM), f"hydra.run.dir={tmp_path}"],
         tmp_path,
         timeout=120,
@@ -243,26 +221,16 @@ def test_offline_missing_dataset_fails_with_one_clear_message(tmp_path):
 
 
 def test_bad_override_lists_the_valid_choices(tmp_path):
-    r = _cli(["model=bert3bert", f"hydra.run.dir={tmp_path}"], tmp_path, timeout=60)
+    r = run_cli("train.py", ["model=bert3bert", f"hydra.run.dir={tmp_path}"], tmp_path, timeout=60)
     assert r.returncode != 0
     assert "bert2bert" in r.stderr and "bertshare" in r.stderr  # the available options are listed
 
 
 @pytest.mark.slow
 def test_multirun_sweep_runs_two_jobs(tmp_path):
-    r = _cli(
-        [
-            "-m",
-            "experiment=quickstart",
-            "optim.lr=1e-3,3e-3",
-            "debug=fdr",
-            f"hydra.sweep.dir={tmp_path}",
-            "task.synthetic.train=128",
-            "task.synthetic.validation=8",
-            "task.synthetic.test=8",
-            "task.val_generation.max_new_tokens=4",
-            "trainer.enable_progress_bar=false",
-        ],
+    r = run_cli(
+        "train.py",
+        ["-m", *TINY_QUICKSTART, "optim.lr=1e-3,3e-3", "debug=fdr", f"hydra.sweep.dir={tmp_path}"],
         tmp_path,
         timeout=600,
     )
@@ -277,7 +245,8 @@ def test_multirun_sweep_runs_two_jobs(tmp_path):
 def test_quickstart_learns_sentence_fusion(tmp_path):
     """The README's main job. Measured (2 CPU cores, seed 0): SARI 27.3 at step 150 -> 91.6 at step 900, Exact 73,
     about 90 s; the thresholds leave room for other CPUs and BLAS builds."""
-    r = _cli(
+    r = run_cli(
+        "train.py",
         ["experiment=quickstart", f"hydra.run.dir={tmp_path}", "trainer.enable_progress_bar=false"],
         tmp_path,
         timeout=900,

@@ -3,6 +3,7 @@ and evaluation."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -69,11 +70,13 @@ def compose_splits(spec: Mapping[str, Any], out: str | os.PathLike) -> Path:
     (``{train.src: [...], train.tgt: [...]}``). Files must hold one example per line without a header (TSV, text,
     JSONL, line-aligned pairs). ``out/compose.json`` records each source file's sha256, slice and row count; the
     composed files' content hash is part of the tokenised data's cache key as for any local file. A missing file, a
-    slice past a file's end or selecting nothing, and rows of one file used by two splits are errors."""
+    slice past a file's end or selecting nothing, rows of one file used by two splits (files compared by content, so a
+    file reached by two paths is one file) and a row used twice in one split (unless ``allow_repeats: true``) are
+    errors. Composing again from the same bytes rewrites nothing."""
     hint = f" ({spec['hint']})" if spec.get("hint") else ""
-    unknown = sorted(set(spec) - {"source_dir", "splits", "hint"})
+    unknown = sorted(set(spec) - {"source_dir", "splits", "hint", "allow_repeats"})
     if unknown:
-        raise ConfigError(f"compose_splits: unknown keys {unknown}; expected source_dir, splits, hint")
+        raise ConfigError(f"compose_splits: unknown keys {unknown}; expected source_dir, splits, hint, allow_repeats")
     if not spec.get("source_dir") or not spec.get("splits"):
         raise ConfigError(f"compose_splits needs source_dir and splits; got {sorted(spec)}")
     src = Path(spec["source_dir"])
@@ -81,22 +84,30 @@ def compose_splits(spec: Mapping[str, Any], out: str | os.PathLike) -> Path:
         raise ConfigError(f"compose_splits.source_dir {str(src)!r} is not a folder{hint}")
     out = Path(out)
     manifest: dict[str, Any] = {"source_dir": str(src.resolve()), "splits": {}}
-    lines_of: dict[Path, list[str]] = {}
-    owner: dict[tuple[Path, int], str] = {}  # (file, row) -> the split that uses it
+    lines_of: dict[str, list[str]] = {}
+    digest_of: dict[Path, str] = {}
+    # (file content, row) -> the split that uses it: a file named by two paths (../dir/x, a symlink, a copy) is
+    # still one file
+    owner: dict[tuple[str, int], str] = {}
+    outputs: dict[Path, str] = {}
     for split, files in dict(spec["splits"]).items():
         targets = _compose_targets(split, files)
         manifest["splits"][split] = {}
         for name, parts in targets.items():
             rows: list[str] = []
             used = []
+            seen_here: set[tuple[str, int]] = set()
             for part in parts:
                 fname, start, stop = parse_slice(part)
-                path = src / fname
+                path = (src / fname).resolve()
                 if not path.is_file():
-                    raise ConfigError(f"compose_splits.splits.{split}: no file {str(path)!r}{hint}")
-                if path not in lines_of:
-                    lines_of[path] = path.read_text(encoding="utf-8").splitlines(keepends=True)
-                lines = lines_of[path]
+                    raise ConfigError(f"compose_splits.splits.{split}: no file {str(src / fname)!r}{hint}")
+                if path not in digest_of:
+                    digest_of[path] = sha256_file(path)
+                digest = digest_of[path]
+                if digest not in lines_of:
+                    lines_of[digest] = path.read_text(encoding="utf-8").splitlines(keepends=True)
+                lines = lines_of[digest]
                 n = len(lines)
                 for v in (start, stop):
                     if v is not None and abs(v) > n:
@@ -107,15 +118,29 @@ def compose_splits(spec: Mapping[str, Any], out: str | os.PathLike) -> Path:
                 if not chosen:
                     raise ConfigError(f"compose_splits.splits.{split}: slice {part!r} of {fname} selects no rows")
                 for row in range(n)[start:stop]:
-                    other = owner.setdefault((path, row), split)
+                    key = (digest, row)
+                    other = owner.setdefault(key, split)
                     if other != split:
                         raise ConfigError(
-                            f"compose_splits: row {row} of {fname} is in both {other!r} and {split!r} ({part!r})"
+                            f"compose_splits: row {row} of {fname} is in both {other!r} and {split!r} ({part!r}; "
+                            f"files compared by content, sha256 {digest[:12]})"
                         )
+                    if key in seen_here and not spec.get("allow_repeats"):
+                        raise ConfigError(
+                            f"compose_splits.splits.{split}: row {row} of {fname} is used twice in {split!r} "
+                            f"({part!r}); set compose_splits.allow_repeats=true to repeat rows on purpose"
+                        )
+                    seen_here.add(key)
                 rows += [line if line.endswith("\n") else line + "\n" for line in chosen]
-                used.append({"file": fname, "slice": [start, stop], "rows": len(chosen), "sha256": sha256_file(path)})
-            write_text_atomic(out / name, "".join(rows))
+                used.append({"file": fname, "slice": [start, stop], "rows": len(chosen), "sha256": digest})
+            outputs[out / name] = "".join(rows)
             manifest["splits"][split][name] = {"rows": len(rows), "from": used}
+    previous = out / "compose.json"
+    if previous.is_file() and json.loads(previous.read_text(encoding="utf-8")) == manifest:
+        if all(p.is_file() for p in outputs):  # the same splits from the same bytes: nothing to rewrite
+            return out
+    for path, text in outputs.items():
+        write_text_atomic(path, text)
     write_json_atomic(out / "compose.json", manifest)
     log.info(
         "composed %s in %s",

@@ -187,7 +187,9 @@ class Seq2SeqDataModule(L.LightningDataModule):
             return load_tokenizer(value)
         return value
 
-    def _fingerprints(self) -> tuple[str, str]:
+    def token_fingerprints(self) -> tuple[str, str]:
+        """Hashes of the prepared (source, target) tokenizers' saved files: part of the cache key and of a training
+        checkpoint's fingerprints."""
         if self._tok_fingerprints is None:
             src, tgt = self.tokenizers
             fp = tokenizer_fingerprint(src)
@@ -265,7 +267,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
             ) from None
 
     # ---- preparing / loading ----------------------------------------------------------------------------------
-    def _encode_options(self) -> EncodeOptions:
+    def encode_options(self) -> EncodeOptions:
         """The task's encoding with the special ids it asks for resolved (`special_tokens`); a task option asking for
         a token the tokenizer does not have fails here, naming the option."""
         t, src, tgt = self.task, *self.tokenizers
@@ -306,14 +308,14 @@ class Seq2SeqDataModule(L.LightningDataModule):
             def examples(invalid: InvalidRows) -> Iterator[tuple[str, str, str]]:
                 return self.task.read_hub_rows(_hub_rows(ds), where, invalid)
 
-        src_fp, tgt_fp = self._fingerprints()
+        src_fp, tgt_fp = self.token_fingerprints()
         key = cache_key(
             {
                 "task": self.task.options(),
                 "input": fingerprint,
                 "source_tokenizer": src_fp,
                 "target_tokenizer": tgt_fp,
-                "encode": self._encode_options().__dict__,
+                "encode": self.encode_options().__dict__,
                 "skip_invalid": self.skip_invalid,
             }
         )
@@ -330,7 +332,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
                 folder,
                 src,
                 tgt,
-                self._encode_options(),
+                self.encode_options(),
                 num_proc=self.num_proc,
                 meta=lambda: {
                     **info,

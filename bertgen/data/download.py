@@ -21,6 +21,7 @@ layouts of ``bertgen.data.tasks``). The DataModule calls ``prepare_task`` when i
 from __future__ import annotations
 
 import dataclasses
+import errno
 import http.client
 import json
 import logging
@@ -37,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bertgen.data.cache import default_cache_dir
-from bertgen.data.errors import ChecksumMismatchError, CorruptFileError, DatasetUnavailableError
+from bertgen.data.errors import ChecksumMismatchError, CorruptFileError, DatasetUnavailableError, DownloadError
 from bertgen.data.sources import DatasetSource, RemoteFile
 from bertgen.hub import offline_variables
 from bertgen.io import sha256_file
@@ -185,8 +186,56 @@ def _user_agent() -> str:
     return f"bertgen/{__version__}"
 
 
-def _get_once(url: str, part: Path, *, size: int | None, progress: bool, timeout: float, desc: str) -> None:
-    """One GET into ``part``, continuing it with a Range request when it already holds bytes."""
+class _Fatal(Exception):
+    """A download that must not be resumed (its ``.part`` is deleted): a longer body than recorded, a stall, a full
+    disk, past the deadline."""
+
+
+class _RecordingRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects (GitHub's raw files live on another host) and remembers where to, for the error messages."""
+
+    def __init__(self) -> None:
+        self.chain: list[str] = []
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D102 - urllib's hook
+        self.chain.append(newurl)
+        if urlsplit(newurl).hostname != urlsplit(req.full_url).hostname:
+            log.info("%s redirects to another host: %s", req.full_url, newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def redirected(url: str, chain: list[str]) -> str:
+    """``url`` as an error names it: with the URL it was redirected to, when it was."""
+    return f"{url} (redirected to {chain[-1]})" if chain else url
+
+
+# A full disk, or the file size limit (``ulimit -f``: EFBIG) that a quota or a container puts in its place
+FULL_DISK = (errno.ENOSPC, errno.EFBIG)
+
+
+def _disk_full(path: Path, need: int | None, got: int, error: OSError) -> _Fatal:
+    free = shutil.disk_usage(path.parent).free
+    needed = f"{need:,} bytes in all" if need else "more"
+    return _Fatal(
+        f"disk full ({error.strerror}): writing {path} stopped after {got:,} bytes; it needs {needed}, "
+        f"{free:,} bytes are free"
+    )
+
+
+def _get_once(
+    url: str,
+    part: Path,
+    *,
+    size: int | None,
+    progress: bool,
+    timeout: float,
+    desc: str,
+    deadline: float,
+    chain: list[str],
+) -> None:
+    """One GET into ``part``, continuing it with a Range request when it already holds bytes. Bounded: never more
+    bytes than the recorded ``size``, no less than `STALL_BYTES` in any ``timeout`` seconds, nothing after
+    ``deadline`` (a ``time.monotonic()`` value)."""
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:
         part.unlink()
@@ -194,15 +243,19 @@ def _get_once(url: str, part: Path, *, size: int | None, progress: bool, timeout
     headers = {"User-Agent": _user_agent(), "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
+    redirects = _RecordingRedirects()
+    opener = urllib.request.build_opener(redirects)
     try:
-        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        resp = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
+        chain += redirects.chain
         if e.code == 416 and have:
             if size is None or have == size:
                 return  # the part file is already complete
             part.unlink()
             raise _Dropped(f"the server cannot resume at byte {have:,}; starting over") from None
         raise
+    chain += redirects.chain
     with resp:
         if have and resp.status == 206 and resp.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
             mode = "ab"
@@ -210,23 +263,46 @@ def _get_once(url: str, part: Path, *, size: int | None, progress: bool, timeout
             have, mode = 0, "wb"
         length = resp.headers.get("Content-Length")
         expected = int(length) if length is not None and length.isdigit() else None
+        if size is not None and expected is not None and have + expected > size:
+            raise _Fatal(f"the server announces {have + expected:,} bytes where {size:,} are recorded")
         got = 0
+        window_start, window_bytes = time.monotonic(), 0
         with (
             open(part, mode) as out,
             _progress(size or (expected + have if expected else None), have, desc, progress) as bar,
         ):
             while True:
-                try:
-                    block = resp.read(CHUNK)
+                if time.monotonic() > deadline:
+                    raise _Fatal(f"past the download deadline after {have + got:,} bytes")
+                try:  # read1: what one recv gives (a plain read waits for the whole chunk, however slow the drip)
+                    block = resp.read1(CHUNK if size is None else max(0, min(CHUNK, size - have - got + 1)))
                 except (http.client.IncompleteRead, ConnectionError, TimeoutError) as e:
                     raise _Dropped(f"connection dropped after {have + got:,} bytes ({type(e).__name__})") from None
                 if not block:
                     break
-                out.write(block)
+                if size is not None and have + got + len(block) > size:
+                    raise _Fatal(f"the server sent more than the {size:,} bytes recorded for it")
+                try:
+                    out.write(block)
+                    out.flush()  # a full disk is reported here, not when the file is closed
+                except OSError as e:
+                    if e.errno in FULL_DISK:
+                        raise _disk_full(part, size, have + got, e) from None
+                    raise
                 got += len(block)
+                window_bytes += len(block)
                 bar.update(len(block))
+                now = time.monotonic()
+                if now - window_start >= timeout:
+                    if window_bytes < STALL_BYTES:
+                        raise _Fatal(f"stalled: {window_bytes} bytes in {timeout:g} s after {have + got:,} bytes")
+                    window_start, window_bytes = now, 0
         if expected is not None and got < expected:
             raise _Dropped(f"connection closed after {have + got:,} of {have + expected:,} bytes")
+
+
+STALL_BYTES = 1024  # fewer bytes than this in a whole timeout window: the transfer is stalled, not slow
+MIN_RATE = 20_000  # bytes/s: the default deadline allows the recorded size at this rate, plus 10 minutes
 
 
 def fetch_url(
@@ -239,12 +315,16 @@ def fetch_url(
     timeout: float = 60.0,
     resume_attempts: int = 5,
     what: str | None = None,
+    deadline: float | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` atomically (``dest.part``, then rename) and verify its sha256.
 
     A dropped connection is resumed with ``Range: bytes=<have>-`` (up to ``resume_attempts`` times in a row without
-    progress being lost; a later call resumes the ``.part`` file too). Raises ``ChecksumMismatchError`` (the bad file
-    is deleted) and lets network errors (``urllib.error.URLError``, ``_Dropped``) through for the caller to word."""
+    progress being lost; a later call resumes the ``.part`` file too). Bounded: a body longer than the recorded
+    ``size``, no progress for ``timeout`` seconds, past ``deadline`` seconds in all (default: the recorded size at
+    `MIN_RATE` plus 10 minutes) or a full disk end the download with one error, and its ``.part`` is deleted.
+    Raises ``ChecksumMismatchError`` (the bad file is deleted) and lets network errors (``urllib.error.URLError``,
+    ``_Dropped``) through for the caller to word, with the redirect target named."""
     dest = Path(dest)
     name = what or dest.name
     if dest.is_file():
@@ -252,18 +332,33 @@ def fetch_url(
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    if deadline is None:
+        deadline = 600.0 + (size or 0) / MIN_RATE
+    end = time.monotonic() + deadline
+    chain: list[str] = []
     attempts = 0
     while True:
         before = part.stat().st_size if part.exists() else 0
         try:
-            _get_once(url, part, size=size, progress=progress, timeout=timeout, desc=dest.name)
+            _get_once(
+                url, part, size=size, progress=progress, timeout=timeout, desc=dest.name, deadline=end, chain=chain
+            )
             break
+        except _Fatal as e:
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{name}: {redirected(url, chain)}: {e}; the partial file was deleted") from None
         except _Dropped as e:
             now = part.stat().st_size if part.exists() else 0
             attempts = attempts + 1 if now <= before else 1
             if attempts > resume_attempts:
-                raise
+                raise _Dropped(f"{e} (from {redirected(url, chain)})") from None
             log.warning("%s: %s; resuming at byte %d with an HTTP Range request", name, e, now)
+        except urllib.error.HTTPError:
+            raise  # its status and its url (where a redirect led) are for the caller to word
+        except urllib.error.URLError as e:
+            if chain:
+                raise urllib.error.URLError(f"{getattr(e, 'reason', e)} (redirected to {chain[-1]})") from None
+            raise
     _verify(part, sha256, size, url, name)
     os.replace(part, dest)
     return dest
@@ -351,6 +446,41 @@ def _fetch_hub_file(
 
 
 # ---- unpacking --------------------------------------------------------------------------------------------------
+MAX_MEMBERS = 100_000  # an archive of a task's data holds a handful of files
+MAX_RATIO = 200  # uncompressed / compressed: text compresses 3-10x; far more is a decompression bomb
+
+
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, archive: Path) -> None:
+    """One member into ``dest``, never more bytes than its header declares nor `MAX_RATIO` x its compressed size,
+    and only when the disk has room for it."""
+    limit = min(info.file_size, MAX_RATIO * max(info.compress_size, 1))
+    if info.file_size > limit:
+        raise DownloadError(
+            f"{archive.name}: member {info.filename} would expand {info.compress_size:,} bytes to "
+            f"{info.file_size:,} (more than {MAX_RATIO}x): not extracted"
+        )
+    free = shutil.disk_usage(dest.parent).free
+    if info.file_size > free:
+        raise DownloadError(
+            f"disk full: extracting {info.filename} to {dest} needs {info.file_size:,} bytes, {free:,} are free"
+        )
+    written = 0
+    with zf.open(info) as src, open(dest, "wb") as dst:
+        while block := src.read(CHUNK):
+            written += len(block)
+            if written > limit:
+                raise DownloadError(f"{archive.name}: member {info.filename} expands past its declared size")
+            try:
+                dst.write(block)
+            except OSError as e:
+                if e.errno in FULL_DISK:
+                    raise DownloadError(
+                        f"disk full ({e.strerror}): extracting {info.filename} to {dest} stopped after "
+                        f"{written:,} bytes of {info.file_size:,}"
+                    ) from None
+                raise
+
+
 def _build_zip(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
     """Plain files are copied; ``source.members`` (output name -> member path suffix) are taken out of the archives."""
     archives = [p for rel, p in files.items() if rel.endswith(".zip")]
@@ -361,6 +491,8 @@ def _build_zip(source: DatasetSource, files: dict[str, Path], out: Path) -> dict
     for archive in archives:
         try:
             with zipfile.ZipFile(archive) as zf:
+                if len(zf.infolist()) > MAX_MEMBERS:
+                    raise DownloadError(f"{archive.name}: {len(zf.infolist()):,} members, more than {MAX_MEMBERS:,}")
                 names = [n for n in zf.namelist() if not n.endswith("/")]
                 for target, suffix in list(wanted.items()):
                     hits = [n for n in names if n == suffix or n.endswith("/" + suffix)]
@@ -368,8 +500,7 @@ def _build_zip(source: DatasetSource, files: dict[str, Path], out: Path) -> dict
                         continue
                     if len(hits) > 1:
                         raise DatasetUnavailableError(f"{archive.name}: several members match {suffix}: {hits}")
-                    with zf.open(hits[0]) as src, open(out / target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, CHUNK)
+                    _extract(zf, zf.getinfo(hits[0]), out / target, archive)
                     del wanted[target]
         except (zipfile.BadZipFile, EOFError, zlib.error) as e:
             raise CorruptFileError(archive, e) from None
@@ -451,6 +582,15 @@ def prepare_source(
             shutil.rmtree(tmp, ignore_errors=True)
             e.path.unlink(missing_ok=True)
             raise fail(f"{e} (a corrupt or truncated download; it was deleted, run again to fetch it afresh)") from None
+        except DownloadError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise fail(str(e)) from None
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if e.errno in FULL_DISK:
+                free = shutil.disk_usage(dest).free
+                raise fail(f"disk full while unpacking into {tmp} ({free:,} bytes free on that disk)") from None
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -508,8 +648,11 @@ def _download_all(
             )
         except ChecksumMismatchError:
             raise
+        except DownloadError as e:
+            raise _NotAvailable(str(e)) from None
         except urllib.error.HTTPError as e:
-            raise _NotAvailable(f"{url} answered HTTP {e.code} {e.reason}") from None
+            where = url if not e.url or e.url == url else f"{url} (redirected to {e.url})"
+            raise _NotAvailable(f"{where} answered HTTP {e.code} {e.reason}") from None
         except (urllib.error.URLError, _Dropped, OSError) as e:
             reason = getattr(e, "reason", None) or e
             raise _NotAvailable(f"{url} could not be reached ({type(e).__name__}: {reason})") from None

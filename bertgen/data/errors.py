@@ -19,6 +19,11 @@ class ChecksumMismatchError(DatasetUnavailableError):
     """A downloaded file whose sha256 is not the recorded one: the message names the file, both hashes, the URL."""
 
 
+class DownloadError(DatasetUnavailableError):
+    """A download ended for good (a body longer than recorded, a stall, the deadline, a full disk): the message names
+    the file, the URL (and where it was redirected) and why; the partial file is deleted."""
+
+
 class CorruptFileError(Exception):
     """A downloaded file that cannot be read as what it should be (a truncated archive, a parquet file that is not
     one): the download is deleted and the caller words the error."""

@@ -136,7 +136,10 @@ def iter_parquet(path: Path, invalid: InvalidRows, required: Sequence[str]) -> I
     """Parquet rows (1-based row numbers), read one record batch at a time."""
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a file that is not parquet
+        raise DataFormatError(f"{path}: not a Parquet file ({type(e).__name__}: {str(e)[:160]})") from None
     missing = [c for c in required if c not in pf.schema_arrow.names]
     if missing:
         raise DataFormatError(f"{path}: Parquet columns {pf.schema_arrow.names} lack {missing}")

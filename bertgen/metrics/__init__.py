@@ -1,6 +1,6 @@
 """Evaluation metrics over strings (SARI, Exact, BLEU, ROUGE) as DDP-safe ``torchmetrics.Metric`` objects.
 
-Which implementation matches Rothe et al. (TACL 2020), and how sure that is, is in ``README.md`` here.
+Which implementation matches Rothe et al. (TACL 2020), and how sure that is, is in ``docs/metrics.md``.
 A task declares its metrics (``bertgen.data.tasks``); ``task_metrics`` gives them behind one call::
 
     from bertgen.data.tasks import task_metrics

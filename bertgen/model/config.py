@@ -15,7 +15,24 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bertgen.errors import BertgenError
+
 FAMILIES = ("bert-generation", "bert", "roberta", "gpt2")
+# Sizes a config may declare: far above any released model, far below what would exhaust a machine before the
+# weights are even looked at (a config.json is checked before anything is allocated).
+BOUNDS = {
+    "vocab_size": (1, 4_000_000),
+    "hidden_size": (1, 65_536),
+    "num_hidden_layers": (1, 512),
+    "num_attention_heads": (1, 1_024),
+    "intermediate_size": (1, 1_048_576),
+    "max_position_embeddings": (1, 1_048_576),
+    "type_vocab_size": (0, 1_024),
+}
+
+
+class ModelFileError(BertgenError, ValueError):
+    """A model folder's config.json or weights that cannot be a model: the message names the file and the key."""
 
 
 @dataclass
@@ -53,6 +70,10 @@ class ModelConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # unknown config.json fields, written back unchanged
 
     def __post_init__(self):
+        for key, (low, high) in BOUNDS.items():
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{key}={value!r}: expected an integer in {low}..{high:,}")
         if self.family not in FAMILIES:
             raise ValueError(f"unknown model family {self.family!r}; expected one of {FAMILIES}")
         if self.hidden_size % self.num_attention_heads:
@@ -296,15 +317,31 @@ def read_json(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            data = json.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f"no config.json at {path}") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from None
+        raise ModelFileError(f"no {path.name} at {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
 
 
 def read_config_json(folder: str | Path) -> dict[str, Any]:
     return read_json(Path(folder) / "config.json")
+
+
+def read_model_config(folder: str | Path) -> ModelConfig | EncoderDecoderConfig:
+    """A model folder's config.json (an encoder-decoder, or one stack); a malformed file or a value out of bounds is
+    one `ModelFileError` naming the file and the key, before anything is allocated."""
+    path = Path(folder) / "config.json"
+    raw = read_json(path)
+    try:
+        if raw.get("model_type") == "encoder-decoder":
+            return EncoderDecoderConfig.from_hf_dict(raw)
+        return ModelConfig.from_hf_dict(raw)
+    except (ValueError, TypeError) as e:
+        raise ModelFileError(f"{path}: {e}") from None
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..hub import fetch_folder
 from . import hf_weights
-from .config import EncoderDecoderConfig, ModelConfig, read_config_json, read_json, write_json
+from .config import EncoderDecoderConfig, ModelConfig, ModelFileError, read_json, read_model_config, write_json
 from .transformer import KVCache, TransformerStack
 
 log = logging.getLogger("bertgen.model")
@@ -76,12 +76,18 @@ def _load_side(spec, role: str) -> tuple[ModelConfig, dict[str, torch.Tensor] | 
     if isinstance(spec, (ModelConfig, dict)):
         return ModelConfig.coerce(spec), None, None
     folder = fetch_folder(spec, what=f"{role} checkpoint")
-    raw = read_config_json(folder)
-    if raw.get("model_type") == "encoder-decoder":
-        raise ValueError(
-            f"{role} checkpoint {spec} is a whole encoder-decoder model; load it with EncoderDecoder.from_pretrained"
+    cfg = read_model_config(folder)
+    if isinstance(cfg, EncoderDecoderConfig):
+        raise ModelFileError(
+            f"{role} checkpoint {spec} is a whole encoder-decoder model, not one side of one; start from it with "
+            "EncoderDecoder.from_pretrained (train.py: +model.pretrained=<folder>)"
         )
-    return ModelConfig.from_hf_dict(raw), hf_weights.read_weights(folder), str(folder.resolve())
+    return cfg, hf_weights.read_weights(folder), str(folder.resolve())
+
+
+def _meta_stack(cfg: ModelConfig) -> TransformerStack:
+    with torch.device("meta"):
+        return TransformerStack(cfg)
 
 
 def _grown(cfg: ModelConfig, vocab_size: int | None) -> ModelConfig:
@@ -210,6 +216,15 @@ class EncoderDecoder(nn.Module):
             tie_encoder_decoder=tie_encoder_decoder,
             share_embeddings=bool(share_embeddings) and not tie_encoder_decoder,
         )
+        for role, cfg, sd, src, grown in (
+            ("encoder", enc_cfg, enc_sd, encoder, grow[0]),
+            ("decoder", dec_cfg, dec_sd, decoder, grow[1]),
+        ):  # shapes against config.json before anything is allocated
+            if sd is not None:
+                prefixes = ("", hf_weights.DECODER_BODY_PREFIX[cfg.family])
+                body = hf_weights.detect_body_prefix(cfg, sd, prefixes if role == "encoder" else prefixes[::-1])
+                stack = _meta_stack(cfg.replace(is_decoder=role == "decoder", add_cross_attention=False))
+                hf_weights.check_stack(stack, sd, body, role == "decoder", grown, f"{role} checkpoint {src}")
         model = cls(config)
         # With shared embeddings the one matrix is loaded by whichever side has a checkpoint (bert2rnd: the encoder's).
         reports = []
@@ -251,13 +266,20 @@ class EncoderDecoder(nn.Module):
         """Load an `EncoderDecoderModel` folder (transformers' or ours) or hub id; ``config_overrides`` apply to the
         top-level config (e.g. ``decoder_start_token_id``)."""
         folder = fetch_folder(path_or_id, what="encoder-decoder checkpoint")
-        config = EncoderDecoderConfig.from_hf_dict(read_config_json(folder))
+        config = read_model_config(folder)
+        if not isinstance(config, EncoderDecoderConfig):
+            raise ModelFileError(f"{folder / 'config.json'}: model_type {config.family!r}, not an encoder-decoder")
         for k, v in config_overrides.items():
             if not hasattr(config, k):
                 raise AttributeError(f"EncoderDecoderConfig has no field {k!r}")
             setattr(config, k, v)
-        model = cls(config)
         sd = hf_weights.read_weights(folder)
+        for role, cfg in (("encoder", config.encoder), ("decoder", config.decoder)):  # before any allocation
+            side = {k[len(role) + 1 :]: v for k, v in sd.items() if k.startswith(role + ".")}
+            body = hf_weights.DECODER_BODY_PREFIX[cfg.family] if role == "decoder" else ""
+            stack = _meta_stack(cfg.replace(add_cross_attention=False))
+            hf_weights.check_stack(stack, side, body, role == "decoder", where=f"{folder} ({role})")
+        model = cls(config)
         model._load_hf_state(sd).log(f"EncoderDecoder from {path_or_id}")
         model.generation_config = read_generation_config(folder, config.extra)
         return model
@@ -343,7 +365,7 @@ class EncoderDecoder(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
     ) -> torch.Tensor:
         """The generated target of each source, (B, L) led by the decoder start token: the same layout as
-        `DecoderOnlyLM.generate_target`, so one function turns both into text (`bertgen.evaluation.generate_text`)."""
+        `DecoderOnlyLM.generate_target`, so one function turns both into text (`bertgen.decoding`)."""
         return self.generate(input_ids, attention_mask, **kwargs)
 
     def shift_labels(self, labels: torch.Tensor) -> torch.Tensor:
@@ -409,12 +431,15 @@ class DecoderOnlyLM(nn.Module):
         """Load a causal-LM folder or hub id; ``vocab_size`` (the tokenizer's length) grows the word embeddings as in
         `EncoderDecoder.from_encoder_decoder_pretrained`; ``overrides`` are config fields."""
         folder = fetch_folder(path_or_id, what="decoder checkpoint")
-        checkpoint_cfg = ModelConfig.from_hf_dict(read_config_json(folder))
+        checkpoint_cfg = read_model_config(folder)
+        if isinstance(checkpoint_cfg, EncoderDecoderConfig):
+            raise ModelFileError(f"{folder}: an encoder-decoder, not a decoder; load it with EncoderDecoder")
         cfg = _grown(checkpoint_cfg.replace(**overrides), vocab_size)
-        model = cls(cfg)
         sd = hf_weights.read_weights(folder)
         body = hf_weights.detect_body_prefix(cfg, sd, (hf_weights.DECODER_BODY_PREFIX[cfg.family], ""))
         grow = cfg.vocab_size > checkpoint_cfg.vocab_size
+        hf_weights.check_stack(_meta_stack(cfg.replace(is_decoder=True)), sd, body, True, grow, str(folder))
+        model = cls(cfg)
         hf_weights.load_stack(model.decoder, sd, body, with_head=True, grow_vocab=grow).log(
             f"DecoderOnlyLM from {path_or_id}"
         )
@@ -491,8 +516,12 @@ class DecoderOnlyLM(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         ids, mask = self.source_prompt(input_ids, attention_mask)
         out = self.generate(ids, mask, **kwargs)
+        scores = None
+        if isinstance(out, tuple):  # return_scores=True
+            out, scores = out
         lead = self.sep_token_id if self.sep_token_id is not None else self.config.pad_token_id
-        return torch.cat([out.new_full((out.shape[0], 1), lead if lead is not None else 0), out], 1)
+        out = torch.cat([out.new_full((out.shape[0], 1), lead if lead is not None else 0), out], 1)
+        return out if scores is None else (out, scores)
 
     @staticmethod
     def prefix_lm_batch(
@@ -571,6 +600,6 @@ def save_folder(
 def load_model(path_or_id: str | Path) -> EncoderDecoder | DecoderOnlyLM:
     """Load whatever a folder holds: an encoder-decoder, or a causal LM (the `gpt` variant)."""
     folder = fetch_folder(path_or_id)
-    if read_config_json(folder).get("model_type") == "encoder-decoder":
+    if isinstance(read_model_config(folder), EncoderDecoderConfig):
         return EncoderDecoder.from_pretrained(folder)
     return DecoderOnlyLM.from_pretrained(folder)

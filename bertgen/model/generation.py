@@ -1,4 +1,4 @@
-"""Greedy and beam-search decoding for `EncoderDecoder` and `DecoderOnlyLM` (the paper's `gpt`).
+"""Greedy, beam-search and sampling decoding for `EncoderDecoder` and `DecoderOnlyLM` (the paper's `gpt`).
 
 Semantics follow `transformers` 4.47–4.57 `generate()` (`generation/utils.py`; the vectorised beam search of 4.57)
 so that a checkpoint decodes to the same token ids here and there (tests/test_generation.py checks this). The
@@ -25,6 +25,15 @@ Length penalty (``length_penalty_style``), with ``len`` = generated tokens inclu
 - ``"gnmt"``: score = sum log p / ((5 + len) / 6) ** alpha (the length penalty lp(Y) of Wu et al. 2016, "Google's
   Neural Machine Translation System", as in tensor2tensor's beam search, which the paper uses with beam 4 and
   alpha 0.6; tensor2tensor's `beam_search.py`).
+
+Several results per source and their scores (``num_return_sequences``, ``return_scores=True``): beam search returns
+its best ``num_return_sequences`` finished hypotheses (at most ``num_beams``), best first, each with the score it was
+ranked by (transformers' ``sequences_scores``); greedy and sampled results get the same kind of score: the summed
+log-probability of their tokens under the model (after ``min_length`` / ``no_repeat_ngram_size``, before the
+sampling warpers) divided by the length penalty. Sampling (``do_sample=True``, greedy only: no beam sampling) applies
+transformers' warpers in its order, ``temperature`` then ``top_k`` (default 50, 0 = off) then ``top_p``, and draws
+from a ``torch.Generator`` (``generator=``, or a fresh one seeded with ``seed``), so a seed gives the same samples for
+the same inputs and batches; the ``num_return_sequences`` samples of a source are returned best score first.
 """
 
 from __future__ import annotations
@@ -61,6 +70,12 @@ class GenerationSettings:
     eos_token_ids: tuple[int, ...]
     pad_token_id: int
     prompt_length: int
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 1.0
+    num_return_sequences: int = 1
+    seed: int | None = None
 
 
 def generate(
@@ -79,8 +94,18 @@ def generate(
     decoder_start_token_id: int | None = None,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
-) -> torch.Tensor:
-    """Decode ``input_ids`` (B, S) with greedy (``num_beams == 1``) or beam search; return a LongTensor (B, L).
+    do_sample: bool | None = None,
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    num_return_sequences: int | None = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    return_scores: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Decode ``input_ids`` (B, S) with greedy (``num_beams == 1``), beam search or sampling (``do_sample``); return a
+    LongTensor (B * num_return_sequences, L), the results of a source together and best first, and with
+    ``return_scores`` also their scores (B * num_return_sequences,) as described in the module docstring.
 
     Every argument left at ``None`` is read from ``model.generation_config`` (the checkpoint's decoding defaults),
     then from ``model.config``, then falls back to transformers' default (num_beams 1, length_penalty 1.0,
@@ -122,15 +147,28 @@ def generate(
         decoder_start_token_id=decoder_start_token_id,
         eos_token_id=eos_token_id,
         pad_token_id=pad_token_id,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        num_return_sequences=num_return_sequences,
+        seed=seed,
     )
     with torch.no_grad():
         if is_enc_dec:
             step, prompt = _encoder_decoder_stepper(model, input_ids, attention_mask, s)
         else:
             step, prompt = _decoder_only_stepper(model, input_ids, attention_mask, s)
-        search = greedy_search if s.num_beams == 1 else beam_search
-        out = search(step, prompt, s)
-    return out if is_enc_dec else out[:, s.prompt_length :]
+        if s.do_sample:
+            if generator is None and s.seed is not None:
+                generator = torch.Generator(input_ids.device).manual_seed(int(s.seed))
+            out, scores = sample_search(step, prompt, s, generator)
+        elif s.num_beams == 1:
+            out, scores = greedy_search(step, prompt, s, with_scores=return_scores)
+        else:
+            out, scores = beam_search(step, prompt, s, with_scores=True)
+    out = out if is_enc_dec else out[:, s.prompt_length :]
+    return (out, scores) if return_scores else out
 
 
 # --- settings ------------------------------------------------------------------------------------------------------
@@ -195,6 +233,8 @@ def resolve_settings(model, prompt_length: int, **kw: Any) -> GenerationSettings
     num_beams = int(pick("num_beams", 1))
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+    if 2 * num_beams > dec_cfg.vocab_size:  # each step keeps the 2 x num_beams best continuations of the vocabulary
+        raise ValueError(f"num_beams={num_beams} needs 2 x num_beams <= the vocabulary size ({dec_cfg.vocab_size})")
     style = pick("length_penalty_style", "hf")
     if style not in ("hf", "gnmt"):
         raise ValueError(f"length_penalty_style must be 'hf' or 'gnmt', got {style!r}")
@@ -204,6 +244,29 @@ def resolve_settings(model, prompt_length: int, **kw: Any) -> GenerationSettings
     ngram = int(pick("no_repeat_ngram_size", 0))
     if ngram < 0:
         raise ValueError(f"no_repeat_ngram_size must be >= 0, got {ngram}")
+    do_sample = kw.get("do_sample")
+    if do_sample not in (None, True, False):
+        raise ValueError(f"do_sample must be true or false, got {do_sample!r}")
+    do_sample = bool(do_sample)
+    temperature = float(_first(kw.get("temperature"), 1.0))
+    top_k = int(_first(kw.get("top_k"), 50))
+    top_p = float(_first(kw.get("top_p"), 1.0))
+    n_return = int(_first(kw.get("num_return_sequences"), 1))
+    if not temperature > 0.0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0: off), got {top_k}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if n_return < 1:
+        raise ValueError(f"num_return_sequences must be >= 1, got {n_return}")
+    if do_sample and num_beams > 1:
+        raise ValueError("do_sample=true needs num_beams=1 (beam sampling is not supported)")
+    if not do_sample and n_return > num_beams:
+        raise ValueError(
+            f"num_return_sequences={n_return} needs num_beams >= {n_return} (or do_sample=true); got num_beams="
+            f"{num_beams}"
+        )
 
     # Length: explicit max_new_tokens > explicit max_length > checkpoint's max_new_tokens / max_length > default.
     P = prompt_length
@@ -253,6 +316,12 @@ def resolve_settings(model, prompt_length: int, **kw: Any) -> GenerationSettings
         eos_token_ids=eos_ids,
         pad_token_id=int(pad),
         prompt_length=P,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        num_return_sequences=n_return,
+        seed=None if kw.get("seed") is None else int(kw["seed"]),
     )
 
 
@@ -364,32 +433,114 @@ def _is_eos(tokens: torch.Tensor, eos: tuple[int, ...]) -> torch.Tensor:
 
 
 # --- greedy ----------------------------------------------------------------------------------------------------------
-def greedy_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torch.Tensor:
+def greedy_search(
+    step: Step, prompt: torch.Tensor, s: GenerationSettings, with_scores: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Argmax decoding (transformers `_sample` without sampling). A row that emitted EOS is final: transformers keeps
-    feeding it pad tokens, we drop it from the batch (same output, less work); the result is padded after EOS."""
+    feeding it pad tokens, we drop it from the batch (same output, less work); the result is padded after EOS.
+    ``with_scores``: also each row's summed log-probability over the length penalty (else None)."""
     N, P = prompt.shape
     seqs = prompt.new_full((N, s.max_length), s.pad_token_id)
     seqs[:, :P] = prompt
     active = torch.arange(N, device=prompt.device)  # original rows still decoding
+    logp_sum = torch.zeros(N, device=prompt.device) if with_scores else None
+    gen_len = torch.full((N,), s.max_length - P, dtype=torch.long, device=prompt.device)
     cur_len, tokens, rows = P, prompt, None
     while cur_len < s.max_length:
         scores = _process(step(tokens, rows, rows), seqs.index_select(0, active), cur_len, s)
         nxt = scores.argmax(dim=-1)
+        if logp_sum is not None:
+            logp_sum[active] += F.log_softmax(scores, dim=-1).gather(1, nxt[:, None])[:, 0]
         seqs[active, cur_len] = nxt
         cur_len += 1
         going = ~_is_eos(nxt, s.eos_token_ids)
         rows = None
         if not bool(going.all()):
+            gen_len[active[~going]] = cur_len - P
             if not bool(going.any()):
                 break
             rows = going.nonzero().flatten()
             active, nxt = active[rows], nxt[rows]
         tokens = nxt[:, None]
-    return seqs[:, :cur_len]
+    final = None
+    if logp_sum is not None:
+        final = logp_sum / length_penalty_denominator(gen_len.float(), s.length_penalty, s.length_penalty_style)
+    return seqs[:, :cur_len], final
+
+
+# --- sampling --------------------------------------------------------------------------------------------------------
+def warp(logp: torch.Tensor, s: GenerationSettings) -> torch.Tensor:
+    """transformers' sampling warpers in its order: temperature, top-k, top-p (`TemperatureLogitsWarper`,
+    `TopKLogitsWarper`, `TopPLogitsWarper`; one token is always kept). Returns new scores (N, V)."""
+    out = logp / s.temperature if s.temperature != 1.0 else logp.clone()
+    if s.top_k > 0 and s.top_k < out.shape[-1]:
+        kth = out.topk(s.top_k, dim=-1).values[:, -1:]
+        out = out.masked_fill(out < kth, -float("inf"))
+    if s.top_p < 1.0:
+        sorted_scores, order = out.sort(dim=-1, descending=False)
+        cum = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        remove = cum <= (1.0 - s.top_p)
+        remove[:, -1] = False
+        out = out.masked_fill(remove.scatter(1, order, remove), -float("inf"))
+    return out
+
+
+def sample_search(
+    step: Step, prompt: torch.Tensor, s: GenerationSettings, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial sampling, ``num_return_sequences`` (R) samples per source: the prompt runs once per source, then
+    R rows fork from it. A finished row is fed pads until every row of its source is done; then the source leaves
+    the batch. Returns (B * R, L) sequences and their scores, the R samples of a source best score first."""
+    B, P = prompt.shape
+    R, dev, L = s.num_return_sequences, prompt.device, s.max_length
+    seqs = prompt.new_full((B * R, L), s.pad_token_id)
+    seqs[:, :P] = prompt.repeat_interleave(R, dim=0)
+    logp_sum = torch.zeros(B * R, device=dev)
+    gen_len = torch.full((B * R,), L - P, dtype=torch.long, device=dev)
+    done = torch.zeros(B * R, dtype=torch.bool, device=dev)
+    active = torch.arange(B, device=dev)  # sources still decoding
+    offsets = torch.arange(R, device=dev)
+    cur_len, tokens, rows, sources, first = P, prompt, None, None, True
+    while cur_len < L:
+        logits = step(tokens, rows, sources)
+        if first:
+            logits = logits.repeat_interleave(R, dim=0)
+        row_ids = (active[:, None] * R + offsets).flatten()
+        logp = _process(F.log_softmax(logits, dim=-1), seqs.index_select(0, row_ids), cur_len, s)
+        probs = warp(logp, s).softmax(dim=-1)
+        nxt = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        was_done = done[row_ids]
+        nxt = nxt.masked_fill(was_done, s.pad_token_id)
+        logp_sum[row_ids] += logp.gather(1, nxt[:, None])[:, 0].masked_fill(was_done, 0.0)
+        seqs[row_ids, cur_len] = nxt
+        cur_len += 1
+        ended = _is_eos(nxt, s.eos_token_ids) & ~was_done
+        gen_len[row_ids[ended]] = cur_len - P
+        done[row_ids] = was_done | ended
+        src_done = done[row_ids].view(-1, R).all(dim=1)
+        if bool(src_done.all()):
+            break
+        n_src = active.numel()
+        rows = torch.arange(n_src, device=dev).repeat_interleave(R) if first else torch.arange(n_src * R, device=dev)
+        sources = None
+        if bool(src_done.any()):
+            sources = (~src_done).nonzero().flatten()
+            active, rows = active[sources], rows.view(n_src, R)[sources].flatten()
+        elif not first:
+            rows = None
+        row_ids = (active[:, None] * R + offsets).flatten()
+        tokens = seqs[row_ids, cur_len - 1][:, None]
+        first = False
+    scores = logp_sum / length_penalty_denominator(gen_len.float(), s.length_penalty, s.length_penalty_style)
+    order = scores.view(B, R).argsort(dim=1, descending=True, stable=True)
+    flat = (torch.arange(B, device=dev)[:, None] * R + order).flatten()
+    return seqs[flat, : P + int(gen_len.max())], scores[flat]
 
 
 # --- beam search -----------------------------------------------------------------------------------------------------
-def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torch.Tensor:
+def beam_search(
+    step: Step, prompt: torch.Tensor, s: GenerationSettings, with_scores: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Batched beam search with transformers 4.57's bookkeeping (`_beam_search`), one row per source at step 0.
 
     Per step: log_softmax -> processors -> + beam score -> top 2K of (B, K*V); the best K candidates that did not
@@ -397,7 +548,8 @@ def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torc
     list (best K by length-penalised score). A source is done when transformers' early-stop test
     (`BeamHypotheses.is_done`) passes
     (or, with ``early_stopping=True``, when its list is full): its result can no longer change, so unlike
-    transformers we drop its beams from the batch.
+    transformers we drop its beams from the batch. The result: the best ``num_return_sequences`` finished hypotheses
+    of each source, best first, (B * R, L); ``with_scores``: also their scores (B * R,).
     """
     B0, P = prompt.shape
     K, dev, L = s.num_beams, prompt.device, s.max_length
@@ -406,8 +558,10 @@ def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torc
     lp = lambda n: length_penalty_denominator(n, s.length_penalty, s.length_penalty_style)  # noqa: E731
     alpha_positive = s.length_penalty > 0.0
 
-    result = prompt.new_full((B0, L), s.pad_token_id)
-    result_len = torch.zeros(B0, dtype=torch.long, device=dev)
+    R = s.num_return_sequences
+    result = prompt.new_full((B0, R, L), s.pad_token_id)
+    result_len = torch.zeros(B0, R, dtype=torch.long, device=dev)
+    result_scores = torch.zeros(B0, R, device=dev)
     active = torch.arange(B0, device=dev)  # original source of each source still decoding
 
     B = B0
@@ -482,8 +636,9 @@ def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torc
         rows = base.expand(B, K) if first else parent + base * K
         sources = None
         if bool(done.any()):  # retire finished sources: their best hypothesis is final
-            result[active[done]] = finished[done, 0]
-            result_len[active[done]] = finished_len[done, 0]
+            result[active[done]] = finished[done, :R]
+            result_len[active[done]] = finished_len[done, :R]
+            result_scores[active[done]] = finished_scores[done, :R]
             sources = (~done).nonzero().flatten()
             active, rows = active[sources], rows[sources]
             state = (running, running_scores, finished, finished_scores, finished_len, is_finished, open_)
@@ -497,6 +652,8 @@ def beam_search(step: Step, prompt: torch.Tensor, s: GenerationSettings) -> torc
         tokens = running[:, :, cur_len - 1].reshape(B * K, 1)
         first = False
 
-    result[active] = finished[:, 0]
-    result_len[active] = finished_len[:, 0]
-    return result[:, : P + int(result_len.max())]
+    result[active] = finished[:, :R]
+    result_len[active] = finished_len[:, :R]
+    result_scores[active] = finished_scores[:, :R]
+    out = result.view(B0 * R, L)[:, : P + int(result_len.max())]
+    return (out, result_scores.view(B0 * R)) if with_scores else out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from bertgen.errors import BertgenError
 
-from .config import ModelConfig
+from .config import ModelConfig, ModelFileError
 from .transformer import TransformerStack
 
 log = logging.getLogger("bertgen.model")
@@ -261,6 +262,42 @@ def load_stack(
     used.update(k for k in _tied_head_keys(cfg) if k in sd)
     report.unexpected = [k for k in sd if k not in used and not k.endswith(_IGNORED_SUFFIXES)]
     return report
+
+
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layer|layers|h)\.(\d+)\.")
+
+
+def check_stack(
+    stack: TransformerStack,
+    sd: dict[str, torch.Tensor],
+    body_prefix: str,
+    with_head: bool,
+    grow_vocab: bool = False,
+    where: str = "checkpoint",
+) -> None:
+    """Before any allocation: the shapes ``stack`` (built on the meta device from config.json) expects against the
+    checkpoint's tensors, and its layer count against the layers the weights hold. A disagreement is one
+    `ModelFileError` naming the tensor (or the key) and both shapes."""
+    cfg = stack.cfg
+    params = dict(stack.named_parameters(remove_duplicate=False))
+    for rule in stack_rules(cfg, with_head):
+        keys = [k if rule.top_level else body_prefix + k for k in rule.hf]
+        if not all(k in sd for k in keys):
+            continue
+        value = _convert(rule, [sd[k].to("meta") for k in keys])
+        target = params[rule.ours]
+        grows = grow_vocab and rule.ours in VOCAB_PARAMS and value.shape[1:] == target.shape[1:]
+        if value.shape != target.shape and not (grows and value.shape[0] < target.shape[0]):
+            raise ModelFileError(
+                f"{where}: config.json and weights disagree: {keys[0]} has shape {tuple(sd[keys[0]].shape)}, "
+                f"the config implies {tuple(target.shape)} for it"
+            )
+    held = {int(m.group(1)) for k in sd if k.startswith(body_prefix) for m in [_LAYER_INDEX.search(k)] if m}
+    if held and cfg.num_hidden_layers > max(held) + 1:
+        raise ModelFileError(
+            f"{where}: config.json says num_hidden_layers={cfg.num_hidden_layers} but the weights hold "
+            f"{max(held) + 1} layers"
+        )
 
 
 def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:

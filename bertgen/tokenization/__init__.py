@@ -5,7 +5,7 @@ and their own BERT-compatible SentencePiece checkpoints (HF ``BertGenerationToke
 different tokenizers (bert2gpt). Every tokenizer here reproduces the ids and decoded text of the corresponding
 Hugging Face tokenizer (transformers 4.57 is the test oracle, see ``tests/test_tokenization.py``), so checkpoints
 trained with either stack are interchangeable. ``Tokenizer.for_text`` makes the variant a task's text needs
-(``bertgen.text.TextConvention.prepare``; README, "Text fidelity").
+(``bertgen.text.TextConvention.prepare``; docs/text_fidelity.md).
 
 Submodules:
 - ``base``: the `Tokenizer` interface, special-token defaults per family, file names, shared helpers;
@@ -17,7 +17,7 @@ Submodules:
 - ``trainers``: `train_sentencepiece`, a task-specific SentencePiece vocabulary.
 """
 
-from bertgen.tokenization.base import Tokenizer, TokenizerNotFoundError
+from bertgen.tokenization.base import Tokenizer, TokenizerFileError, TokenizerNotFoundError
 from bertgen.tokenization.fast import FastTokenizer
 from bertgen.tokenization.loading import load_tokenizer
 from bertgen.tokenization.sentencepiece import SentencePieceTokenizer
@@ -27,6 +27,7 @@ __all__ = [
     "Tokenizer",
     "SentencePieceTokenizer",
     "FastTokenizer",
+    "TokenizerFileError",
     "TokenizerNotFoundError",
     "load_tokenizer",
     "train_sentencepiece",

@@ -75,6 +75,10 @@ class TokenizerNotFoundError(BertgenError, FileNotFoundError):
     """A folder or file that holds no vocabulary this module can read."""
 
 
+class TokenizerFileError(BertgenError, ValueError):
+    """A tokenizer file that is malformed (bad JSON, a broken vocabulary): the message names the file."""
+
+
 # How `Tokenizer.for_text` pre-tokenises WordPiece text (the other families keep the text's spacing by themselves):
 #   standard: the tokenizer's own (BERT: split on whitespace and punctuation), as transformers does;
 #   exact:    split on whitespace only, so that a piece glued to the one before it (``'s``, ``mid-tempo``, ``U.S.``)

@@ -28,6 +28,7 @@ from bertgen.tokenization.base import (
     VOCAB_JSON,
     VOCAB_TXT,
     Tokenizer,
+    TokenizerFileError,
     TokenizerNotFoundError,
 )
 from bertgen.tokenization.fast import FastTokenizer
@@ -38,7 +39,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read tokenizer file {path}: {e}") from e
+        raise TokenizerFileError(f"cannot read tokenizer file {path}: {e}") from e
 
 
 def _token_content(value: Any, where: Path, key: str) -> str | None:
@@ -47,7 +48,7 @@ def _token_content(value: Any, where: Path, key: str) -> str | None:
         return value
     if isinstance(value, dict) and isinstance(value.get("content"), str):
         return value["content"]
-    raise ValueError(f"{where}: '{key}' must be a string or an object with 'content', got {value!r}")
+    raise TokenizerFileError(f"{where}: '{key}' must be a string or an object with 'content', got {value!r}")
 
 
 def _read_configs(folder: Path | None) -> tuple[dict[str, Any], dict[str, str | None]]:
@@ -65,7 +66,7 @@ def _read_configs(folder: Path | None) -> tuple[dict[str, Any], dict[str, str | 
             continue
         data = _read_json(path)
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+            raise TokenizerFileError(f"{path}: expected a JSON object, got {type(data).__name__}")
         if name == CONFIG_JSON:
             config = data
         for key in SPECIAL_KEYS:
@@ -73,7 +74,7 @@ def _read_configs(folder: Path | None) -> tuple[dict[str, Any], dict[str, str | 
                 specials[key] = _token_content(data[key], path, key)
         extra = data.get("additional_special_tokens") or []
         if extra:
-            raise ValueError(
+            raise TokenizerFileError(
                 f"{path}: additional_special_tokens {extra!r} are not supported by bertgen tokenizers "
                 f"(the seq2seq tasks of Rothe et al. need none); remove them or extend bertgen/tokenization"
             )
@@ -87,7 +88,9 @@ def _check_added_tokens_json(folder: Path | None, known: set[str]) -> None:
     data = _read_json(folder / ADDED_TOKENS_JSON)
     unknown = sorted(set(data) - known) if isinstance(data, dict) else data
     if unknown:
-        raise ValueError(f"{folder / ADDED_TOKENS_JSON}: non-special added tokens {unknown!r} are not supported")
+        raise TokenizerFileError(
+            f"{folder / ADDED_TOKENS_JSON}: non-special added tokens {unknown!r} are not supported"
+        )
 
 
 def _bert_wordpiece(vocab_file: Path, config: dict[str, Any], specials: dict[str, str | None]) -> FastTokenizer:
@@ -95,18 +98,18 @@ def _bert_wordpiece(vocab_file: Path, config: dict[str, Any], specials: dict[str
     try:
         lines = vocab_file.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read WordPiece vocabulary {vocab_file}: {e}") from e
+        raise TokenizerFileError(f"cannot read WordPiece vocabulary {vocab_file}: {e}") from e
     if lines and lines[-1] == "":
         lines.pop()
     vocab: dict[str, int] = {}
     for i, token in enumerate(lines):
         if token in vocab:
-            raise ValueError(f"{vocab_file}: token {token!r} on line {i + 1} repeats line {vocab[token] + 1}")
+            raise TokenizerFileError(f"{vocab_file}: token {token!r} on line {i + 1} repeats line {vocab[token] + 1}")
         vocab[token] = i
     specials = {**BERT_SPECIALS, **specials}
     unk = specials.get("unk_token")
     if not vocab or unk not in vocab:
-        raise ValueError(
+        raise TokenizerFileError(
             f"{vocab_file}: not a WordPiece vocabulary (no unknown token {unk!r} among {len(vocab)} lines)"
         )
     lower = bool(config.get("do_lower_case", True))
@@ -138,18 +141,18 @@ def _byte_level_bpe(
     """GPT-2 / RoBERTa byte-level BPE as HF's GPT2Tokenizer / RobertaTokenizer build it."""
     vocab = _read_json(vocab_file)
     if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):
-        raise ValueError(f"{vocab_file}: expected a JSON object mapping tokens to integer ids")
+        raise TokenizerFileError(f"{vocab_file}: expected a JSON object mapping tokens to integer ids")
     merges: list[tuple[str, str]] = []
     try:
         merge_lines = merges_file.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"cannot read BPE merges {merges_file}: {e}") from e
+        raise TokenizerFileError(f"cannot read BPE merges {merges_file}: {e}") from e
     for n, line in enumerate(merge_lines, 1):
         if not line or (n == 1 and line.startswith("#version")):
             continue
         parts = line.split(" ")
         if len(parts) != 2:
-            raise ValueError(f"{merges_file}: line {n} is not a 'left right' merge: {line!r}")
+            raise TokenizerFileError(f"{merges_file}: line {n} is not a 'left right' merge: {line!r}")
         merges.append((parts[0], parts[1]))
     roberta = "<s>" in vocab and "<pad>" in vocab
     family = "roberta" if roberta else "gpt2"
@@ -158,14 +161,14 @@ def _byte_level_bpe(
     try:
         model = BPE(vocab, merges, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False)
     except Exception as e:
-        raise ValueError(f"cannot build BPE from {vocab_file} and {merges_file}: {e}") from e
+        raise TokenizerFileError(f"cannot build BPE from {vocab_file} and {merges_file}: {e}") from e
     tok = tokenizers.Tokenizer(model)
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
     tok.decoder = decoders.ByteLevel()
     if roberta:
         bos, eos = specials["cls_token"], specials["sep_token"]
         if bos not in vocab or eos not in vocab:
-            raise ValueError(f"{vocab_file}: RoBERTa cls/sep tokens {bos!r}/{eos!r} are not in the vocabulary")
+            raise TokenizerFileError(f"{vocab_file}: RoBERTa cls/sep tokens {bos!r}/{eos!r} are not in the vocabulary")
         tok.post_processor = processors.RobertaProcessing(
             sep=(eos, vocab[eos]), cls=(bos, vocab[bos]), trim_offsets=True, add_prefix_space=add_prefix_space
         )
@@ -180,7 +183,7 @@ def _from_tokenizer_json(path: Path, config: dict[str, Any], specials: dict[str,
     try:
         tok = tokenizers.Tokenizer.from_file(str(path))
     except Exception as e:
-        raise ValueError(f"cannot read tokenizers JSON {path}: {e}") from e
+        raise TokenizerFileError(f"cannot read tokenizers JSON {path}: {e}") from e
     state = json.loads(tok.to_str())
     normalizer = state.get("normalizer") or {}
     if normalizer.get("type") == "BertNormalizer" and any(
@@ -214,13 +217,13 @@ def _sentencepiece_from(path: Path, config: dict[str, Any], specials: dict[str, 
     try:
         proto = path.read_bytes()
     except OSError as e:
-        raise ValueError(f"cannot read SentencePiece model {path}: {e}") from e
+        raise TokenizerFileError(f"cannot read SentencePiece model {path}: {e}") from e
     added: dict[int, str] = {}
     atomic: list[str] = []  # non-special added tokens (a task's separator, `Tokenizer.for_text`)
     for key, entry in (config.get("added_tokens_decoder") or {}).items():
         content = _token_content(entry, path.parent / CONFIG_JSON, f"added_tokens_decoder[{key}]")
         if isinstance(entry, dict) and (entry.get("lstrip") or entry.get("rstrip") or entry.get("single_word")):
-            raise ValueError(
+            raise TokenizerFileError(
                 f"{path.parent / CONFIG_JSON}: added token {content!r} uses lstrip/rstrip/single_word, "
                 f"which BertGenerationTokenizer checkpoints do not and bertgen does not support"
             )
