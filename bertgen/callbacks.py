@@ -156,11 +156,21 @@ class BestCheckpoint(ModelCheckpoint):
 class Preemption(L.Callback):
     """SIGTERM (what SLURM and Kubernetes send before pre-emption) or an interrupt: save the state at the current step
     as ``checkpoints/last.ckpt`` (atomically, as every checkpoint), so ``ckpt_path=last`` continues from there. The
-    entry point then exits non-zero (`PREEMPTED_EXIT`) with a run record marked preempted."""
+    entry point then exits non-zero (`PREEMPTED_EXIT`) with a run record marked preempted. A fit that ends normally
+    also leaves its final state there (Lightning saves only at validation or epoch ends), so a finished run can be
+    continued with more steps."""
 
-    def __init__(self, last_checkpoint: str | Path):
+    def __init__(self, last_checkpoint: str | Path, last_callback: ModelCheckpoint | None = None):
         self.path = Path(last_checkpoint)
+        self.last_callback = last_callback
         self.saved_step: int | None = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if trainer.global_step == 0 or trainer.sanity_checking:
+            return
+        if getattr(self.last_callback, "_last_global_step_saved", None) == trainer.global_step:
+            return  # already saved at this step
+        trainer.save_checkpoint(self.path)
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.state.fn != "fit":
@@ -264,7 +274,7 @@ def build_callbacks(
     callbacks: list[L.Callback] = [
         best,
         last,
-        Preemption(folder / "last.ckpt"),
+        Preemption(folder / "last.ckpt", last),
         GenerationEvaluator(
             task,
             run_dir,

@@ -270,6 +270,7 @@ def evaluate(opts: EvaluateOptions, out_dir: str | Path) -> RunRecord:
         headline=headline,
         metrics=scores,
         train_fraction=float(trained.get("train_fraction", 1.0)),
+        variant=run_cfg.get("variant"),  # the trained run's ablation setup, for the report
         examples=len(rows),
         examples_in_split=len(dm.datasets[opts.split]),
         signatures=metrics.signatures(),

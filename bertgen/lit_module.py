@@ -8,6 +8,7 @@ the checkpoint's state_dict, not from the pre-trained folders the run started fr
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from torchmetrics import MeanMetric
 
 from bertgen.model import DecoderOnlyLM, EncoderDecoder, EncoderDecoderConfig, ModelConfig
 from bertgen.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("bertgen.train")
 
 
 def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> EncoderDecoder | DecoderOnlyLM:
@@ -30,19 +33,35 @@ def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> 
     a checkpoint's word embeddings grow to them, e.g. GPT-2 by one row for a ``<::::>`` separator).
     ``special_tokens``: ``decoder_start_token_id``, ``pad_token_id``,
     ``eos_token_id`` from the tokenizer (used where the checkpoint does not fix them).
+    ``init`` (all | all_but_embeddings | embeddings_only), ``encoder_layers`` / ``decoder_layers`` (a count or
+    0-based checkpoint layer indices): what is warm-started (`EncoderDecoder.from_encoder_decoder_pretrained`).
     """
     kind = spec.get("kind", "encoder_decoder")
     overrides = dict(spec.get("overrides") or {})
+    init = spec.get("init") or "all"
+    # new embeddings (possibly of another vocabulary): the tokenizer's special ids, not the checkpoint's
+    vocab_ids = {} if init != "all_but_embeddings" else _special_ids(special_tokens)
+    source_pad = spec.get("source_pad_token_id")  # the encoder's is the source tokenizer's
+    source_ids = {} if not vocab_ids or source_pad is None else {"pad_token_id": source_pad}
     if kind == "decoder_only":
         src = spec.get("pretrained") or spec.get("decoder")
         if src is None:
             raise ValueError("a decoder_only model needs `pretrained` or `decoder` in its model config")
         if isinstance(src, dict):
             cfg = ModelConfig.coerce({**src, **overrides})
+            if spec.get("decoder_layers") is not None:
+                cfg = cfg.replace(num_hidden_layers=int(spec["decoder_layers"]))
             if cfg.pad_token_id is None:
                 cfg = cfg.replace(pad_token_id=special_tokens.get("pad_token_id"))
             return DecoderOnlyLM(cfg)
-        return DecoderOnlyLM.from_pretrained(src, vocab_size=spec.get("decoder_vocab_size"), **overrides)
+        return DecoderOnlyLM.from_pretrained(
+            src,
+            vocab_size=spec.get("decoder_vocab_size"),
+            init=init,
+            layers=spec.get("decoder_layers"),
+            **overrides,
+            **vocab_ids,
+        )
     if kind != "encoder_decoder":
         raise ValueError(f"unknown model kind {kind!r}; expected 'encoder_decoder' or 'decoder_only'")
     if spec.get("pretrained"):
@@ -54,17 +73,25 @@ def build_model(spec: dict[str, Any], special_tokens: dict[str, int | None]) -> 
         _side(spec["decoder"]),
         tie_encoder_decoder=bool(spec.get("tie_encoder_decoder", False)),
         share_embeddings=spec.get("share_embeddings"),
-        encoder_overrides=overrides,
-        decoder_overrides=overrides,
+        encoder_overrides={**overrides, **(source_ids if not isinstance(spec["encoder"], dict) else {})},
+        decoder_overrides={**overrides, **(vocab_ids if not isinstance(spec["decoder"], dict) else {})},
         encoder_vocab_size=spec.get("encoder_vocab_size"),
         decoder_vocab_size=spec.get("decoder_vocab_size"),
         cross_attention_init=spec.get("cross_attention_init") or "random",
+        init=init,
+        encoder_layers=spec.get("encoder_layers"),
+        decoder_layers=spec.get("decoder_layers"),
         **special_tokens,
     )
 
 
 def _side(value):
     return dict(value) if isinstance(value, dict) else str(value)
+
+
+def _special_ids(special_tokens: dict[str, int | None]) -> dict[str, int]:
+    """Config fields for a checkpoint side whose embeddings are new: the tokenizer's pad and eos ids."""
+    return {k: special_tokens[k] for k in ("pad_token_id", "eos_token_id") if special_tokens.get(k) is not None}
 
 
 def model_from_config(desc: dict[str, Any]) -> EncoderDecoder | DecoderOnlyLM:
@@ -92,6 +119,8 @@ class Seq2SeqModule(L.LightningModule):
       label_smoothing: for the cross-entropy.
       gradient_checkpointing / compile: memory and speed switches.
       model_config: the stored architecture (filled in automatically; used by ``load_from_checkpoint``).
+      warm_started: the names of the parameters loaded from pre-trained checkpoints (filled in automatically);
+        ``optim.freeze_warm_started_steps=N`` keeps them unchanged for the first N optimiser steps.
     """
 
     def __init__(
@@ -104,6 +133,7 @@ class Seq2SeqModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         compile: bool = False,
         model_config: dict[str, Any] | None = None,
+        warm_started: list[str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -118,6 +148,9 @@ class Seq2SeqModule(L.LightningModule):
                 model, {k: special.get(k) for k in ("decoder_start_token_id", "pad_token_id", "eos_token_id")}
             )
             self.hparams["model_config"] = describe_model(self.model)
+            self.hparams["warm_started"] = list(self.model.warm_started)
+        if model_config is not None and warm_started is not None:
+            self.model.warm_started = list(warm_started)
         self.decoder_only = isinstance(self.model, DecoderOnlyLM)
         if self.decoder_only and self.sep_token_id is not None:
             # the prompt convention travels with the model (generation_config.json), so a reloaded gpt decodes alike
@@ -129,6 +162,7 @@ class Seq2SeqModule(L.LightningModule):
             for stack in self._stacks():
                 stack.gradient_checkpointing = True
         self._compiled = None
+        self._frozen: list[torch.nn.Parameter] | None = None  # while optim.freeze_warm_started_steps holds them
         self._last_step_time: float | None = None
         self.fingerprints: dict[str, str] = {}  # set by the run (bertgen.training.run_fingerprints)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
@@ -190,6 +224,30 @@ class Seq2SeqModule(L.LightningModule):
         return self._eval_step(batch, self.test_loss, "test/loss")
 
     # --- optimisation ---------------------------------------------------------------------------------------------
+    @property
+    def freeze_steps(self) -> int:
+        return int((self.hparams.optim or {}).get("freeze_warm_started_steps") or 0)
+
+    def frozen_parameters(self) -> list[torch.nn.Parameter]:
+        """The warm-started parameters (one entry per shared parameter)."""
+        names = set(self.model.warm_started)
+        return [p for n, p in self.model.named_parameters() if n in names]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Freezing = no gradient for the optimiser: torch's Adam/AdamW/Adafactor skip a parameter whose grad is None,
+        # so neither its weights (weight decay included) nor its moments move. The decision depends on global_step
+        # only (saved in every checkpoint), so a run resumed inside the period freezes exactly as one not stopped.
+        # Called after the gradients are unscaled and before they are clipped, so clipping sees the trained ones.
+        n, step = self.freeze_steps, self.trainer.global_step
+        if n and step < n:
+            if self._frozen is None:
+                self._frozen = self.frozen_parameters()
+            for p in self._frozen:
+                p.grad = None
+        elif n and self._frozen is not None:
+            log.info("step %d: the %d warm-started parameters train from now on", step, len(self._frozen))
+            self._frozen = None
+
     def configure_optimizers(self):
         o = dict(self.hparams.optim or {})
         name = o.get("name", "paper")
@@ -204,6 +262,10 @@ class Seq2SeqModule(L.LightningModule):
             eps=o.get("eps", 1e-8),
             weight_decay=o.get("weight_decay", 0.0),
             fused=False if mixed else None,
+            beta2_decay=o.get("beta2_decay", -0.8),
+            eps1=o.get("eps1"),
+            eps2=o.get("eps2", 1e-3),
+            clip_threshold=o.get("clip_threshold", 1.0),
         )
         total = o.get("total_steps")
         if total is None and self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:

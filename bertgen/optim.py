@@ -7,7 +7,10 @@ hidden size, and a square root decay"):
     lr(step) = constant * hidden**-0.5 * min(1, step / warmup) * max(step, warmup)**-0.5
 
 which peaks at 0.05 / sqrt(768) / sqrt(40000) = 9.0e-6 for base models. ``adamw``: AdamW with linear warmup then
-linear decay to zero over the run.
+linear decay to zero over the run. ``adafactor``: torch's own `torch.optim.Adafactor` (Shazeer & Stern 2018), the
+other optimiser of the paper's GPT-2 tuning (§5); its step size is ``min(lr, 1/sqrt(step))`` times the parameter's
+RMS, so a constant ``lr`` after a linear warmup gives tensor2tensor's Adafactor recipe (warmup, then rsqrt decay,
+multiplied by the parameter scale).
 """
 
 from __future__ import annotations
@@ -65,9 +68,15 @@ def build_optimizer(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     fused: bool | None = None,
+    beta2_decay: float = -0.8,
+    eps1: float | None = None,
+    eps2: float = 1e-3,
+    clip_threshold: float = 1.0,
 ) -> torch.optim.Optimizer:
     """``paper``: Adam (its lr comes from the schedule, so ``lr`` is a scale, default 1). ``adamw``: AdamW at ``lr``.
-    ``fused``: None = the fused step where the parameters allow it."""
+    ``adafactor``: `torch.optim.Adafactor` at ``lr`` (the cap on its relative step size) with ``beta2_decay``,
+    ``eps1`` / ``eps2`` (None = the dtype's eps) and ``clip_threshold`` (torch's ``d``); ``betas``, ``eps`` and
+    ``fused`` do not apply to it. ``fused``: None = the fused step where the parameters allow it."""
     betas = tuple(betas)
     fused = _can_fuse(model) if fused is None else (fused or None)
     if name == "paper":
@@ -78,7 +87,18 @@ def build_optimizer(
         if lr is None:
             raise ValueError("optim=adamw needs a learning rate (optim.lr)")
         return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, fused=fused)
-    raise ValueError(f"unknown optimizer {name!r}; choose 'paper' or 'adamw'")
+    if name == "adafactor":
+        if lr is None:
+            raise ValueError("optim=adafactor needs a learning rate (optim.lr)")
+        return torch.optim.Adafactor(
+            param_groups(model, weight_decay),
+            lr=lr,
+            beta2_decay=beta2_decay,
+            eps=(eps1, eps2),
+            d=clip_threshold,
+            weight_decay=weight_decay,
+        )
+    raise ValueError(f"unknown optimizer {name!r}; choose 'paper', 'adamw' or 'adafactor'")
 
 
 def build_scheduler(

@@ -5,7 +5,8 @@ Each task declares its columns of one of the paper's tables and the values print
 ``bertgen.data.tasks.PaperResults``); a table shared by several tasks (Table 4: both WMT directions; Table 5: three
 summarisation tasks) is their columns in the paper's order with rows matched by label. Keys: a row's ``model`` is the
 lowercase name bertgen's model configs use (``conf/model/*.yaml`` ``name`` without the ``_large`` suffix), ``size`` is
-``base`` (12 layers) or ``large`` (24 layers), or ``None`` for other papers' systems, printed but never matched.
+``base`` (12 layers) or ``large`` (24 layers), or ``None`` for other papers' systems, printed but never matched; an
+ablation row (Table 6, §5) also has the ``variant`` of its runs (config ``variant``; None or ``full``: the plain run).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bertgen.data.tasks import TASKS, PaperColumn
+from bertgen.data.tasks import TASKS, PaperColumn, plain_variant
 
 SOURCE = "Rothe, Narayan, Severyn (TACL 2020), arXiv 1907.12461 v2"
 
@@ -37,6 +38,16 @@ class PaperRow:
     size: str | None
     values: Mapping[str, float | None]  # column name -> the paper's value
     block: str = ""
+    variant: str | None = None
+    also: tuple[str, ...] = ()  # other model names whose runs of this variant the row stands for
+
+    def matches(self, model: str | None, size: str | None, variant: str | None = None) -> bool:
+        return (
+            self.model is not None
+            and (model == self.model or model in self.also)
+            and size == self.size
+            and plain_variant(variant) == plain_variant(self.variant)
+        )
 
 
 @dataclass(frozen=True)
@@ -46,17 +57,29 @@ class PaperTable:
     columns: tuple[Column, ...]  # in the printed order
     rows: tuple[PaperRow, ...]
     notes: tuple[str, ...] = ()
+    label: str | None = None  # e.g. "§5" for results the paper gives in its text; None: "Table <number>"
 
     @property
     def tasks(self) -> set[str]:
         return {c.task for c in self.columns}
 
-    def lookup(self, model: str | None, size: str | None) -> dict[str, float | None] | None:
+    @property
+    def name(self) -> str:
+        return self.label or f"Table {self.number}"
+
+    @property
+    def ablation(self) -> bool:
+        """Its rows are setups of one model (variants), not models: only runs of its rows belong to it."""
+        return any(plain_variant(r.variant) is not None for r in self.rows)
+
+    def row(self, model: str | None, size: str | None, variant: str | None = None) -> PaperRow | None:
+        """The paper's row of a bertgen setup; None when the paper has no such row."""
+        return next((r for r in self.rows if r.matches(model, size, variant)), None)
+
+    def lookup(self, model: str | None, size: str | None, variant: str | None = None) -> dict[str, float | None] | None:
         """The paper's values for a bertgen setup, by column; None when the paper has no such row."""
-        for row in self.rows:
-            if row.model is not None and row.model == model and row.size == size:
-                return {c.name: row.values.get(c.name) for c in self.columns}
-        return None
+        row = self.row(model, size, variant)
+        return None if row is None else {c.name: row.values.get(c.name) for c in self.columns}
 
 
 def paper_tables() -> dict[int, PaperTable]:
@@ -74,15 +97,22 @@ def paper_tables() -> dict[int, PaperTable]:
             columns += [Column(task, c) for c in results.columns]
             notes += [n for n in results.notes if n not in notes]
             for r in results.rows:
-                row = rows.setdefault((r.label, r.model, r.size), {"block": r.block, "values": {}})
+                row = rows.setdefault(
+                    (r.label, r.model, r.size, plain_variant(r.variant)),
+                    {"block": r.block, "values": {}, "variant": r.variant, "also": r.also},
+                )
                 row["values"].update({c.name: v for c, v in zip(results.columns, r.values)})
         columns.sort(key=lambda c: c.spec.position)
         tables[number] = PaperTable(
             number,
             parts[number][0][1].title,
             tuple(columns),
-            tuple(PaperRow(lbl, m, s, r["values"], r["block"]) for (lbl, m, s), r in rows.items()),
+            tuple(
+                PaperRow(lbl, m, s, r["values"], r["block"], r["variant"], r["also"])
+                for (lbl, m, s, _), r in rows.items()
+            ),
             tuple(notes),
+            next((res.label for _, res in parts[number] if res.label), None),
         )
     return tables
 

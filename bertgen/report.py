@@ -1,29 +1,37 @@
 """Collect runs' ``metrics.json`` into the paper's tables: ``python -m bertgen.report <run dirs | multirun dir>``.
 
 Reads the run records (`bertgen.run_record.RunRecord`, ``metrics.json``) that train.py and evaluate.py write,
-groups them by task into the layout of the
-paper's tables (the tables the tasks declare a part of: Rothe et al. TACL 2020, Tables 2-5) and prints each run's
-scores with the paper's published number beside it (`bertgen.paper_tables`). Runs of other tasks (e.g. the
-synthetic quickstart) go to a plain "other runs" table.
-Writes ``report.md`` and, when matplotlib is installed (``pip install bertgen[report]``), ``report.png`` to ``--out``.
+groups them by task into the layout of the paper's tables (the tables the tasks declare a part of: Rothe et al.
+TACL 2020, Tables 2-7 and the §5 ablations) and prints each run's scores with the paper's published number beside
+it (`bertgen.paper_tables`). Every table is printed, and every row of it that is a bertgen setup: a cell holds a
+run's value, ``not run``, or ``n/a`` (another paper's system, or a score no run can compute, such as Table 7's
+human quality); the paper's value stands beside it. Runs of other tasks (e.g. the synthetic quickstart) and of
+ablation variants no table has go to a plain "other runs" table. Writes ``report.md`` and, when matplotlib is
+installed (``pip install bertgen[report]``), ``report.png`` to ``--out``.
 
-Rows are (model, size, split): several runs of one setup (seeds) are averaged and shown as ``mean ±std (n=k)``.
-The paper's numbers are test-set numbers; train.py's are validation numbers (greedy decoding, possibly a subset),
-so compare a run's evaluate.py test row with the paper.
+Rows are (paper row, model, size, split): several runs of one setup (seeds) are averaged and shown as
+``mean ±std (n=k)``. A run's config ``variant`` (recorded in its run record) picks its ablation row (Table 6, §5);
+a plain run (no variant, or ``full``) is a row of Tables 2-5 and 7 and the full-init rows of the ablations. Table
+7's Gold row is the references of each evaluated XSum split, scored from the ``predictions.jsonl`` beside an
+evaluate.py record. The paper's numbers are test-set numbers; train.py's are validation numbers (greedy decoding,
+possibly a subset), so compare a run's evaluate.py test row with the paper.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
+import json
 import math
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bertgen.data.tasks import GOLD, plain_variant
 from bertgen.errors import BertgenError
-from bertgen.paper_tables import SOURCE, PaperTable, paper_tables, split_model_name
+from bertgen.paper_tables import SOURCE, PaperRow, PaperTable, paper_tables, split_model_name
 from bertgen.run_record import FILE_NAME as METRICS_FILE
 from bertgen.run_record import RunRecord, RunRecordError
 
@@ -43,6 +51,7 @@ class RunResult:
     train_fraction: float
     metrics: dict[str, float]  # bare keys: sari, exact, bleu, rouge1, ...
     data_files: tuple[str, ...] = ()  # evaluate.py: the evaluated files (tells newstest2016 from 2014)
+    variant: str | None = None  # the run's ablation setup (config ``variant``)
 
 
 # ===================================================================================================================
@@ -91,8 +100,45 @@ def load_run(path: Path) -> RunResult:
     size = rec.size or size  # what the model was (base, large, 6L-384H), when the record says
     files = tuple(str(f) for f in (rec.dataset or {}).get("files", ()))
     return RunResult(
-        Path(path), rec.source, rec.task, model_key, size, split, float(rec.train_fraction), metrics, files
+        Path(path), rec.source, rec.task, model_key, size, split, float(rec.train_fraction), metrics, files, rec.variant
     )
+
+
+def gold_runs(runs: Sequence[RunResult]) -> list[RunResult]:
+    """Table 7's Gold: for each distinct evaluated split of a task whose table has a Gold row, the references scored
+    as if they were the output (the table's computable columns only), read from the evaluate.py run's
+    ``predictions.jsonl``. Runs without one (train.py runs, or a deleted file) give nothing."""
+    from bertgen.data.tasks import task_class
+    from bertgen.metrics import TaskMetrics
+
+    wanted: dict[str, set[str]] = {}
+    for paper in paper_tables().values():
+        if any(r.model == GOLD for r in paper.rows):
+            for c in paper.columns:
+                if c.spec.computable:
+                    wanted.setdefault(c.task, set()).add(c.spec.metric)
+    out, seen = [], set()
+    for run in runs:
+        preds = run.path.parent / "predictions.jsonl"
+        if run.source != "evaluate" or run.task not in wanted or not preds.is_file():
+            continue
+        try:
+            rows = [json.loads(line) for line in preds.read_text(encoding="utf-8").splitlines() if line.strip()]
+            targets = [r["target"] if isinstance(r["target"], str) else r["target"][0] for r in rows]
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise ReportError(f"{preds}: not a predictions file of evaluate.py ({e})") from None
+        key = (run.task, run.split, hashlib.sha256("\n".join(targets).encode()).hexdigest())
+        if not targets or key in seen:
+            continue
+        seen.add(key)
+        metrics = {k: m for k, m in task_class(run.task).metrics().items() if k in wanted[run.task]}
+        if not metrics:
+            continue
+        scored = TaskMetrics(metrics)
+        scored.update(targets, [[t] for t in targets])
+        values = {k: float(v) for k, v in scored.compute().items()}
+        out.append(RunResult(preds, "evaluate", run.task, GOLD, None, run.split, 1.0, values, run.data_files))
+    return out
 
 
 # ===================================================================================================================
@@ -106,9 +152,15 @@ class Column:
     fraction: float = 1.0
     test_set: str | None = None  # a string the evaluated files' names contain; None: the task's default test set
     test_sets: tuple[str, ...] = ()  # every test set the table names for this task
+    computable: bool = True  # False: the paper's value only (a human score)
 
     def accepts(self, run: RunResult) -> bool:
-        if run.task != self.task or abs(run.train_fraction - self.fraction) > 1e-9 or self.metric not in run.metrics:
+        if (
+            not self.computable
+            or run.task != self.task
+            or abs(run.train_fraction - self.fraction) > 1e-9
+            or self.metric not in run.metrics
+        ):
             return False
         found = next((t for t in self.test_sets if any(t in f for f in run.data_files)), None)
         return found == self.test_set
@@ -119,22 +171,21 @@ def _pct(fraction: float) -> str:
 
 
 def columns_for(paper: PaperTable, runs: Sequence[RunResult]) -> list[Column]:
-    """The paper's columns of a table: every column a task declares, an ``optional`` one only when a run fills it,
-    and for a ``by_fraction`` column one more column per other training fraction the runs have (Table 2's 10% and
-    1%, or any other)."""
+    """The paper's columns of a table: every column a task declares (``optional`` ones too: the table is printed
+    whole), and for a ``by_fraction`` column one more column per other training fraction the runs have (Table 2's
+    10% and 1%, or any other)."""
     test_sets: dict[str, set[str]] = {}
     for c in paper.columns:
         if c.spec.test_set:
             test_sets.setdefault(c.task, set()).add(c.spec.test_set)
 
-    def column(task: str, name: str, metric: str, fraction: float, test_set: str | None) -> Column:
-        return Column(name, task, metric, fraction, test_set, tuple(sorted(test_sets.get(task, ()))))
+    def column(task: str, name: str, metric: str, fraction: float, test_set: str | None, computable=True) -> Column:
+        return Column(name, task, metric, fraction, test_set, tuple(sorted(test_sets.get(task, ()))), computable)
 
-    cols = []
-    for c in paper.columns:
-        col = column(c.task, c.name, c.spec.metric, c.spec.fraction, c.spec.test_set)
-        if not c.spec.optional or any(col.accepts(r) for r in runs):
-            cols.append(col)
+    cols = [
+        column(c.task, c.name, c.spec.metric, c.spec.fraction, c.spec.test_set, c.spec.computable)
+        for c in paper.columns
+    ]
     for c in paper.columns:
         if not c.spec.by_fraction:
             continue
@@ -144,9 +195,14 @@ def columns_for(paper: PaperTable, runs: Sequence[RunResult]) -> list[Column]:
     return cols
 
 
+NOT_RUN = "not run"  # a bertgen setup of the paper without a run for this cell
+NOT_APPLICABLE = "n/a"  # another paper's system, or a score no run computes (Table 7's human quality)
+
+
 @dataclass
 class Cell:
     values: list[float] = field(default_factory=list)
+    empty: str = NOT_RUN  # what an empty cell says
 
     @property
     def mean(self) -> float | None:
@@ -162,7 +218,7 @@ class Cell:
 
     def text(self) -> str:
         if not self.values:
-            return "–"
+            return self.empty
         if len(self.values) == 1:
             return f"{self.values[0]:.2f}"
         return f"{self.mean:.2f} ±{self.std:.2f} (n={len(self.values)})"
@@ -176,6 +232,8 @@ class Row:
     cells: dict[str, Cell]
     paper: dict[str, float | None] | None
     runs: list[Path]
+    variant: str | None = None  # the runs' config variant (ablation tables print it)
+    block: str = ""  # the paper's row group
 
     @property
     def label(self) -> str:
@@ -190,68 +248,102 @@ class ReportTable:
     rows: list[Row]
     paper_beside: bool
     notes: tuple[str, ...] = ()
+    name: str = ""  # "Table 2", "§5"
+    ablation: bool = False  # rows are setups (variants) of a model: a variant column is printed
 
 
-def _paper_label(paper: PaperTable, model: str | None, size: str | None) -> str | None:
-    for row in paper.rows:
-        if row.model is not None and row.model == model and row.size == size:
-            return row.label
-    return None
+def _cells(cols: Sequence[Column], empty: str | None = None) -> dict[str, Cell]:
+    return {c.name: Cell(empty=empty or (NOT_RUN if c.computable else NOT_APPLICABLE)) for c in cols}
+
+
+def _paper_row(paper: PaperTable, run: RunResult) -> PaperRow | None:
+    """The paper row a run belongs to (a run of another size than the paper's: its model's base row)."""
+    return paper.row(run.model, run.size, run.variant) or paper.row(run.model, "base", run.variant)
+
+
+def _row_label(prow: PaperRow | None, model: str | None, ablation: bool) -> str | None:
+    if prow is None:
+        return model
+    if ablation and model != prow.model:  # a row that stands for several models: say which one ran
+        return f"{prow.label} ({model})"
+    return prow.label
 
 
 def build_tables(runs: Sequence[RunResult]) -> list[ReportTable]:
-    """The paper's tables for the runs of their tasks, then the remaining runs as an "other runs" table."""
+    """Every paper table, each row of it with its runs (or marked not run), then the remaining runs as an "other
+    runs" table. A plain run belongs to the tables without variants and to the ablations' plain rows; a run with a
+    variant only to the ablation row of that variant."""
     tables: list[ReportTable] = []
     used: set[Path] = set()
     for number, paper in paper_tables().items():
         mine = [r for r in runs if r.task in paper.tasks]
-        if not mine:
-            continue
         cols = columns_for(paper, mine)
-        rows: dict[tuple, Row] = {}
+        attached: dict[int, dict[tuple, Row]] = {}  # paper row index -> its run rows
+        unmatched: dict[tuple, Row] = {}
+        index = {id(r): i for i, r in enumerate(paper.rows)}
         for run in mine:
-            key = (run.model, run.size, run.split)
-            row = rows.get(key)
+            prow = _paper_row(paper, run)
+            if prow is None and (paper.ablation or plain_variant(run.variant) is not None):
+                continue  # an ablation table holds its own rows' runs; a variant run no row has: "other runs"
+            accepting = [c for c in cols if c.accepts(run)]
+            if not accepting:
+                continue
+            key = (run.model, run.size, run.split, plain_variant(run.variant))
+            group = unmatched if prow is None else attached.setdefault(index[id(prow)], {})
+            row = group.get(key)
             if row is None:
-                row = rows[key] = Row(
-                    run.model,
+                row = group[key] = Row(
+                    _row_label(prow, run.model, paper.ablation),
                     run.size,
                     run.split,
-                    {c.name: Cell() for c in cols},
-                    paper.lookup(run.model, run.size) or paper.lookup(run.model, "base"),
+                    _cells(cols),
+                    paper.lookup(prow.model, prow.size, prow.variant) if prow else None,
                     [],
+                    run.variant or (prow.variant if prow else None),
+                    prow.block if prow else "runs of setups the paper does not have",
                 )
-            placed = False
-            for col in cols:
-                if col.accepts(run):
-                    row.cells[col.name].values.append(run.metrics[col.metric])
-                    placed = True
-            if placed:
-                row.runs.append(run.path)
-                used.add(run.path)
-        kept = [r for r in rows.values() if r.runs]
-        for r in kept:  # print the paper's spelling of the model (bertShare, robertaShare, ...)
-            r.model = _paper_label(paper, r.model, r.size) or _paper_label(paper, r.model, "base") or r.model
-        kept.sort(key=lambda r: (r.size != "base", r.size or "", r.label.lower(), r.split))
+            for col in accepting:
+                row.cells[col.name].values.append(run.metrics[col.metric])
+            row.runs.append(run.path)
+            used.add(run.path)
+        rows: list[Row] = []
+        for i, prow in enumerate(paper.rows):
+            values = {c.name: prow.values.get(c.name) for c in cols}
+            if prow.model is None:  # another paper's system: its numbers only
+                rows.append(Row(prow.label, prow.size, "–", _cells(cols, NOT_APPLICABLE), values, [], None, prow.block))
+            elif i in attached:
+                rows += sorted(attached[i].values(), key=lambda r: (r.size or "", r.label.lower(), r.split))
+            else:
+                rows.append(Row(prow.label, prow.size, "–", _cells(cols), values, [], prow.variant, prow.block))
+        rows += sorted(unmatched.values(), key=lambda r: (r.size or "", r.label.lower(), r.split))
         tables.append(
-            ReportTable(number, f"Table {number} – {paper.title}", [c.name for c in cols], kept, True, paper.notes)
+            ReportTable(
+                number,
+                f"{paper.name} – {paper.title}",
+                [c.name for c in cols],
+                rows,
+                True,
+                paper.notes,
+                paper.name,
+                paper.ablation,
+            )
         )
-    rest = [r for r in runs if r.path not in used]
+    rest = [r for r in runs if r.path not in used and r.model != GOLD]
     if rest:
         metric_names = sorted({k for r in rest for k in r.metrics})
         rows_other = []
         for r in sorted(rest, key=lambda r: (r.task, r.model or "", r.split, -r.train_fraction, str(r.path))):
-            cells = {m: Cell([r.metrics[m]] if m in r.metrics else []) for m in metric_names}
-            rows_other.append(
-                Row(f"{r.model} ({r.task}, {_pct(r.train_fraction)} train)", r.size, r.split, cells, None, [r.path])
-            )
+            cells = {m: Cell([r.metrics[m]] if m in r.metrics else [], "–") for m in metric_names}
+            setup = f"{r.task}, {_pct(r.train_fraction)} train" + (f", variant {r.variant}" if r.variant else "")
+            rows_other.append(Row(f"{r.model} ({setup})", r.size, r.split, cells, None, [r.path], r.variant))
         tables.append(
             ReportTable(
                 None,
-                "Other runs (no paper table: a task without one, or a metric missing)",
+                "Other runs (no paper table: a task without one, a variant no table has, or a metric missing)",
                 metric_names,
                 rows_other,
                 False,
+                name="Other runs",
             )
         )
     return tables
@@ -270,19 +362,27 @@ def render_markdown(tables: Sequence[ReportTable]) -> str:
         "",
         f"Paper columns: published test-set numbers of {SOURCE} (as the tasks declare them, `bertgen/data/tasks/`). "
         "Rows with split `validation` come from train.py (last validation, greedy decoding); "
-        "`test` rows from evaluate.py (the task's full decoding). All scores 0-100. A run of another size than "
-        "the paper's (e.g. `6L-384H`) is shown beside the paper's base (12-layer) value of its model.",
+        "`test` rows from evaluate.py (the task's full decoding). All scores 0-100 but Table 7's Length (words) and "
+        "Quality ([-1, 1]). A run of another size than the paper's (e.g. `6L-384H`) is shown beside the paper's base "
+        "(12-layer) value of its model. Cells: a run's value (`mean ±std (n=k)` over seeds), "
+        f"`{NOT_RUN}` (a setup of the paper without a run), `{NOT_APPLICABLE}` (another paper's system, or a human "
+        "score no run computes); a paper column's `–` is a value the paper does not give.",
         "",
     ]
     for t in tables:
         out += [f"## {t.title}", ""]
-        header = ["model", "size", "split"]
+        header = ["model", "variant", "size", "split"] if t.ablation else ["model", "size", "split"]
         for c in t.columns:
             header += [c, "paper"] if t.paper_beside else [c]
         out.append("| " + " | ".join(header) + " |")
         out.append("|" + "|".join("---" for _ in header) + "|")
+        block = ""
         for r in t.rows:
-            cells = [r.label, r.size or "–", r.split]
+            if t.paper_beside and r.block and r.block != block:
+                out.append("| " + " | ".join([f"*{r.block}*"] + [""] * (len(header) - 1)) + " |")
+            block = r.block
+            cells = [r.label, f"`{r.variant}`" if r.variant else "–"] if t.ablation else [r.label]
+            cells += [r.size or "–", r.split]
             for c in t.columns:
                 cells.append(r.cells[c].text())
                 if t.paper_beside:
@@ -290,8 +390,10 @@ def render_markdown(tables: Sequence[ReportTable]) -> str:
             out.append("| " + " | ".join(cells) + " |")
         for note in t.notes:
             out += ["", note]
-        out += ["", "Runs:"]
-        for r in t.rows:
+        ran = [r for r in t.rows if r.runs]
+        if ran:
+            out += ["", "Runs:"]
+        for r in ran:
             out.append(f"- {r.label} {r.size or ''} {r.split}: " + ", ".join(f"`{p.parent}`" for p in r.runs))
         out.append("")
     return "\n".join(out).rstrip() + "\n"
@@ -342,8 +444,8 @@ def render_png(tables: Sequence[ReportTable], path: Path) -> bool:
         ax.set_xticklabels(
             [f"{r.label}\n{r.size or '-'}{' (val)' if r.split == 'validation' else ''}" for r in rows], fontsize=8
         )
-        ax.set_title(f"Table {t.number}: {column}", fontsize=10)
-        ax.set_ylabel("score (0-100)")
+        ax.set_title(f"{t.name}: {column}", fontsize=10)
+        ax.set_ylabel(column)  # not always 0-100 (Table 7's Length is in words)
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncol=2, fontsize=8)
@@ -359,7 +461,7 @@ def render_png(tables: Sequence[ReportTable], path: Path) -> bool:
 def report(paths: Sequence[str | Path], out_dir: str | Path | None, png: bool = True) -> str:
     """Build the report for ``paths``; write report.md (+ report.png) to ``out_dir`` when given; return the markdown."""
     runs = [load_run(p) for p in find_metrics_files(paths)]
-    tables = build_tables(runs)
+    tables = build_tables(runs + gold_runs(runs))
     md = render_markdown(tables)
     if out_dir is not None:
         out = Path(out_dir)

@@ -1,9 +1,10 @@
 """The run record: one ``metrics.json`` schema, written by training and by evaluation and read by the report.
 
-A record says what was run (task, model, training fraction), on which split its scores were computed, and the
-scores themselves under bare metric names (``sari``, ``exact``, ``bleu``, ``rouge2``, ``loss``, on 0-100 except the
-loss). Training fills the training fields (best score and checkpoint, steps, parameters, data statistics);
-evaluation fills the decoding fields (checkpoint, decoding settings, conventions, dataset fingerprint, versions).
+A record says what was run (task, model, training fraction, ``variant``: the ablation setup, when not the plain
+model), on which split its scores were computed, and the scores themselves under bare metric names (``sari``,
+``exact``, ``bleu``, ``rouge2``, ``loss``, on 0-100 except the loss and ``length``). Training fills the training
+fields (best score and checkpoint, steps, parameters, data statistics); evaluation fills the decoding fields
+(checkpoint, decoding settings, conventions, dataset fingerprint, versions).
 A field its source does not fill is absent from the file, not null. Schema 1 records (every field present, nulls
 included, and ``metrics_task``) still read.
 """
@@ -60,6 +61,8 @@ class RunRecord:
     task_module: str | None = None  # the module that registers a task defined outside bertgen (task.module)
     status: str | None = None  # "preempted": training stopped by SIGTERM, its state saved (absent: finished)
     train_fraction: float = 1.0
+    # the run's setup beyond model and size (config ``variant``: an ablation row of the paper); None: the plain model
+    variant: str | None = None
     # training
     best_score: float | None = None  # best validation headline score
     best_checkpoint: str | None = None
@@ -88,6 +91,8 @@ class RunRecord:
             raise RunRecordError(f"run record: source must be one of {SOURCES}, got {self.source!r}")
         if self.split not in SPLITS:
             raise RunRecordError(f"run record: split must be one of {SPLITS}, got {self.split!r}")
+        if self.variant is not None:  # a yaml value such as `variant: 10` is still a name
+            self.variant = str(self.variant)
 
     # ---- reading ---------------------------------------------------------------------------------------------
     def scores(self) -> tuple[str, dict[str, float]]:

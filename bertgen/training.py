@@ -120,6 +120,7 @@ def write_run_config(cfg, run_dir: Path) -> None:
 def model_spec(model: Mapping[str, Any], src_tok, tgt_tok, special: Mapping[str, int | None]) -> dict[str, Any]:
     """The model config with random sides completed from the tokenizers (vocabulary size, special tokens)."""
     spec = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in model.items()}
+    spec["source_pad_token_id"] = src_tok.pad_token_id
     for side, tok in (("encoder", src_tok), ("decoder", tgt_tok)):
         value = spec.get(side)
         spec[f"{side}_vocab_size"] = vocab_rows(tok)
@@ -140,6 +141,10 @@ def model_spec(model: Mapping[str, Any], src_tok, tgt_tok, special: Mapping[str,
         "overrides",
         "encoder_vocab_size",
         "decoder_vocab_size",
+        "init",
+        "encoder_layers",
+        "decoder_layers",
+        "source_pad_token_id",
     )
     return {k: spec.get(k) for k in keys}
 
@@ -266,6 +271,7 @@ def validate_config(c: Mapping[str, Any]) -> None:
     cross_init = (c.get("model") or {}).get("cross_attention_init")
     if cross_init not in (None, "random", "self_attention"):
         raise ConfigError(f"model.cross_attention_init={cross_init!r}: expected random or self_attention")
+    _check_init_options(c.get("model") or {}, optim, trainer)
     _check("task.train_fraction", task.get("train_fraction"), num, low=0, low_open=True, high=1)
     _check("task.val_max_examples", task.get("val_max_examples"), int, low=1, optional=True)
     _check("optim.lr", optim.get("lr"), num, low=0, low_open=True, optional=optim.get("name") == "paper")
@@ -312,6 +318,113 @@ def validate_config(c: Mapping[str, Any]) -> None:
         accumulation(c.get("global_batch_size"), c.get("batch_size"), world_size(trainer), c.get("max_tokens"))
 
 
+OPTIMIZERS = ("paper", "adamw", "adafactor")
+INIT_MODES = ("all", "all_but_embeddings", "embeddings_only")  # = bertgen.model.hf_weights.INIT_MODES
+
+
+def _check_init_options(model: Mapping[str, Any], optim: Mapping[str, Any], trainer: Mapping[str, Any]) -> None:
+    """model.init, model.encoder_layers / decoder_layers, optim.freeze_warm_started_steps and the optimiser's own
+    keys, against the model's sides (a mapping = a random side, a string = a checkpoint). Layer indices are checked
+    against the checkpoint when it is loaded (`build_module`)."""
+    name = optim.get("name", "paper")
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optim.name={name!r}: expected one of {', '.join(OPTIMIZERS)}")
+    if name == "adafactor":
+        _check("optim.beta2_decay", optim.get("beta2_decay"), (int, float), low=-1, high=0, optional=True)
+        _check("optim.eps1", optim.get("eps1"), (int, float), low=0, low_open=True, optional=True)
+        _check("optim.eps2", optim.get("eps2"), (int, float), low=0, optional=True)
+        _check("optim.clip_threshold", optim.get("clip_threshold"), (int, float), low=0, low_open=True, optional=True)
+    init = model.get("init")
+    if init is not None and init not in INIT_MODES:
+        raise ConfigError(f"model.init={init!r}: expected one of {', '.join(INIT_MODES)}")
+    decoder_only = model.get("kind") == "decoder_only"
+    if model.get("pretrained"):
+        sides: dict[str, bool] = {}  # a whole model: no side of its own to choose parts of
+    elif decoder_only:
+        sides = {"decoder": isinstance(model.get("decoder"), Mapping)}
+    else:
+        sides = {s: isinstance(model.get(s), Mapping) for s in ("encoder", "decoder")}
+    for side in ("encoder", "decoder"):
+        key, layers = f"model.{side}_layers", model.get(f"{side}_layers")
+        if layers is None:
+            continue
+        if side not in sides:
+            what = "a decoder-only model has no encoder" if decoder_only else "model.pretrained is a whole model"
+            raise ConfigError(f"{key}={layers}: {what}; leave it null")
+        if isinstance(layers, int) and not isinstance(layers, bool):
+            _check(key, layers, int, low=1)
+        elif isinstance(layers, (list, tuple)):
+            if sides[side]:
+                raise ConfigError(
+                    f"{key}={list(layers)}: the {side} is random (model.{side} is a config), so there are no "
+                    "checkpoint layers to pick; give a layer count or null"
+                )
+            if not layers or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in layers):
+                raise ConfigError(f"{key}={list(layers)}: expected a non-empty list of 0-based layer indices")
+            if len(set(layers)) != len(layers):
+                raise ConfigError(f"{key}={list(layers)}: a layer is listed twice")
+        else:
+            raise ConfigError(f"{key}={layers!r}: expected a layer count, a list of 0-based layer indices or null")
+    if model.get("tie_encoder_decoder") and _layer_list(model.get("encoder_layers")) != _layer_list(
+        model.get("decoder_layers")
+    ):
+        raise ConfigError(
+            f"model.encoder_layers={model.get('encoder_layers')} and model.decoder_layers="
+            f"{model.get('decoder_layers')}: model.tie_encoder_decoder shares one set of layers; set both alike"
+        )
+    warm = [s for s, random in sides.items() if not random]
+    if init not in (None, "all") and not warm:
+        raise ConfigError(
+            f"model.init={init}: model {model.get('name')} warm-starts nothing (no checkpoint side"
+            f"{'; model.pretrained loads a whole model' if model.get('pretrained') else ''}); leave model.init=all"
+        )
+    freeze = optim.get("freeze_warm_started_steps")
+    _check("optim.freeze_warm_started_steps", freeze, int, low=0, optional=True)
+    if freeze:
+        if not warm:
+            raise ConfigError(
+                f"optim.freeze_warm_started_steps={freeze}: model {model.get('name')} has no warm-started "
+                "parameters to freeze (no checkpoint side); set it to 0"
+            )
+        max_steps = trainer.get("max_steps")
+        if isinstance(max_steps, int) and 0 < max_steps <= freeze:  # fine for a run resumed later with more steps
+            log.warning("optim.freeze_warm_started_steps=%d >= trainer.max_steps=%d", freeze, max_steps)
+
+
+def check_vocabularies(model: Mapping[str, Any]) -> None:
+    """A tokenizer named apart from its checkpoint side (``model.tokenizer=<folder>``) must be that checkpoint's
+    vocabulary (the same id for each of its tokens; added tokens are fine) unless ``model.init=all_but_embeddings``
+    starts new embeddings for it. Checked against the checkpoint folder's own tokenizer files, when it has some (both
+    as loaded, before a task's preparation re-uses reserved slots)."""
+    from bertgen.errors import BertgenError
+    from bertgen.tokenization import load_tokenizer
+
+    if (model.get("init") or "all") == "all_but_embeddings" or model.get("pretrained"):
+        return
+    target_key = "target_tokenizer" if model.get("target_tokenizer") else "tokenizer"
+    for side, key in (("encoder", "tokenizer"), ("decoder", target_key)):
+        checkpoint, spec = model.get(side), model.get(key)
+        if not isinstance(checkpoint, str) or not isinstance(spec, str) or spec == checkpoint:
+            continue
+        try:
+            own = load_tokenizer(checkpoint).get_vocab()
+        except (BertgenError, OSError, ValueError):  # no tokenizer files beside the weights: nothing to compare
+            continue
+        ids = load_tokenizer(spec).get_vocab()
+        differ = [t for t, i in own.items() if ids.get(t) != i]
+        if differ:
+            raise ConfigError(
+                f"model.{key}={spec} is not the vocabulary of model.{side}={checkpoint} ({len(differ)} of its "
+                f"{len(own)} tokens are missing or have other ids, e.g. {differ[0]!r}), so the checkpoint's "
+                "embeddings would stand for other tokens: set model.init=all_but_embeddings for new embeddings"
+            )
+
+
+def _layer_list(layers) -> list[int] | None:
+    """A layer option as indices: a count n is the first n layers."""
+    return list(range(layers)) if isinstance(layers, int) else None if layers is None else list(layers)
+
+
 # ---- the steps of a run, in the order train.py takes them ------------------------------------------------------------
 def setup_process(c: Mapping[str, Any]) -> None:
     """Threads, seeds, determinism, and Lightning's messages through the entry point's log handlers only."""
@@ -334,18 +447,23 @@ def build_module(c: Mapping[str, Any], dm):
     from bertgen.checks import check_model_and_data
     from bertgen.decoding import check_generation
     from bertgen.lit_module import Seq2SeqModule
+    from bertgen.model.hf_weights import InitOptionError
 
     src_tok, tgt_tok = dm.tokenizers  # prepared for the task's text (e.g. a separator as one token)
     special = dm.special_tokens.model_ids(decoder_only=c["model"]["kind"] == "decoder_only")
-    lit = Seq2SeqModule(
-        model=model_spec(c["model"], src_tok, tgt_tok, special),
-        optim=c["optim"],
-        special_tokens=special,
-        generation=c["task"]["generation"],
-        label_smoothing=c["label_smoothing"],
-        gradient_checkpointing=c["gradient_checkpointing"],
-        compile=c["compile"],
-    )
+    check_vocabularies(c["model"])
+    try:
+        lit = Seq2SeqModule(
+            model=model_spec(c["model"], src_tok, tgt_tok, special),
+            optim=c["optim"],
+            special_tokens=special,
+            generation=c["task"]["generation"],
+            label_smoothing=c["label_smoothing"],
+            gradient_checkpointing=c["gradient_checkpointing"],
+            compile=c["compile"],
+        )
+    except InitOptionError as e:  # a layer index or a vocabulary that does not fit the checkpoint: name the key
+        raise ConfigError(f"model.{e}") from None
     check_model_and_data(
         lit.model,
         src_tok,
@@ -422,6 +540,7 @@ def training_record(
         headline=task_class(task).headline,
         test_metrics=test_metrics,
         train_fraction=float(task["train_fraction"]),
+        variant=c.get("variant"),
         best_score=float(best) if best is not None else None,
         best_checkpoint=best_cb.best_model_path or None,
         global_step=int(global_step),

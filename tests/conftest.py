@@ -124,6 +124,38 @@ def start_cli(
     return subprocess.Popen(cmd, cwd=cwd, stdout=stdout, stderr=stderr, text=True, env=full)
 
 
+# ---- a tiny randomly initialised model -------------------------------------------------------------------------------
+def tiny_seq2seq(tok, *, seed: int = 0, layers: int = 1, generation: Mapping[str, Any] | None = None):
+    """A 32-wide rnd2rnd Seq2SeqModule (shared embeddings) over ``tok``'s vocabulary, seeded."""
+    import torch
+
+    from bertgen.lit_module import Seq2SeqModule
+
+    side = dict(
+        family="bert-generation",
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    special = {
+        "decoder_start_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    torch.manual_seed(seed)
+    return Seq2SeqModule(
+        model={"kind": "encoder_decoder", "encoder": side, "decoder": side, "share_embeddings": True},
+        special_tokens=special,
+        generation=dict(generation or {"num_beams": 1, "max_new_tokens": 8}),
+    )
+
+
 # ---- Hydra configs, evaluate.py in-process ---------------------------------------------------------------------------
 def compose(config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
     """``conf/<config_name>.yaml`` composed with ``overrides`` (Hydra's global state cleared first)."""

@@ -101,6 +101,19 @@ def test_launchers_compose(option):
     assert cfg.hydra.launcher._target_.startswith("hydra_plugins.hydra_submitit_launcher")
 
 
+@pytest.mark.parametrize("option", [None, *options("pretrain/experiment")])
+def test_pretrain_config_and_its_experiments_compose_and_validate(option):
+    from bertgen.pretraining import validate_config as validate_pretrain
+
+    cfg = compose("pretrain", [f"pretrain/experiment={option}"] if option else ["data.files=[x.txt]", "tokenizer=t"])
+    c = resolved(cfg)
+    trainer_arguments(c["trainer"])
+    validate_pretrain(c)
+    if option:  # the paper's Table 4 custom BERTs: WMT14 En+De text, BERT's phase-1 length and batch
+        assert c["data"]["task"] == "wmt14_en_de" and c["max_length"] == 128 and c["global_batch_size"] == 256
+        assert c["model"]["num_hidden_layers"] == (24 if option.endswith("large") else 12)
+
+
 def test_evaluate_config_composes_with_every_task():
     for task in options("task"):
         cfg = compose("evaluate", [f"task={task}"])

@@ -27,7 +27,7 @@ from bertgen.evaluation import EvaluationError
 from bertgen.lit_module import Seq2SeqModule
 from bertgen.tokenization import load_tokenizer, train_sentencepiece
 
-from conftest import compose, run_cli, run_evaluate, start_cli
+from conftest import compose, run_cli, run_evaluate, start_cli, tiny_seq2seq
 
 SIZES = {"train": 200, "validation": 12, "test": 24}
 FILES = ("predictions.jsonl", "metrics.json")
@@ -47,29 +47,7 @@ def tiny_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_run")
     write_synthetic_fusion(root / "data", SIZES, seed=0)
     tok = train_sentencepiece(synthetic_texts(root / "data"), vocab_size=200, output_dir=root / "tokenizer")
-    side = dict(
-        family="bert-generation",
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    special = {
-        "decoder_start_token_id": tok.bos_token_id,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
-    torch.manual_seed(0)
-    lit = Seq2SeqModule(
-        model={"kind": "encoder_decoder", "encoder": side, "decoder": side, "share_embeddings": True},
-        special_tokens=special,
-        generation={"num_beams": 1, "max_new_tokens": 8},
-    )
+    lit = tiny_seq2seq(tok)
     lit.export(root / "model", tok)
     task = OmegaConf.create(OmegaConf.to_container(compose("train", ["task=quickstart"]).task, resolve=True))
     task.synthetic = SIZES

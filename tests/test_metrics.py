@@ -364,17 +364,19 @@ def test_task_metrics_uniform_update(task):
         "discofuse": {"sari", "keep", "add", "del", "exact"},
         "quickstart": {"sari", "keep", "add", "del", "exact"},
         "wikisplit": {"sari", "keep", "add", "del", "exact", "bleu", "sacrebleu"},
-        "gigaword": {"rouge1", "rouge2", "rougeL"},
-        "xsum": {"rouge1", "rouge2", "rougeL"},
-        "cnn_dailymail": {"rouge1", "rouge2", "rougeL", "rougeLsum"},
+        "gigaword": {"rouge1", "rouge2", "rougeL", "length", "repetitions"},
+        "xsum": {"rouge1", "rouge2", "rougeL", "length", "repetitions"},
+        "cnn_dailymail": {"rouge1", "rouge2", "rougeL", "rougeLsum", "length", "repetitions"},
         "wmt14_en_de": {"bleu", "sacrebleu"},
         "wmt14_de_en": {"bleu", "sacrebleu"},
         "files": {"rouge1", "rouge2", "rougeL", "sacrebleu"},
     }[task]
     assert set(scores) == expected
     # predictions equal the references: every similarity metric is at its maximum
-    for key in expected - {"keep", "add", "del"}:
+    for key in expected - {"keep", "add", "del", "length", "repetitions"}:
         assert float(scores[key]) == pytest.approx(100.0), key
+    if "length" in expected:  # Table 7's columns: (7 + 12) / 2 whitespace tokens; every word is common here
+        assert float(scores["length"]) == pytest.approx(9.5) and float(scores["repetitions"]) == 0.0
     assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in scores.values())
     assert metrics.signatures()
 

@@ -18,7 +18,8 @@ from conftest import SHARED
 
 
 def _corpus() -> dict[str, list]:
-    """Real rows: WikiSplit (fusion/splitting/BLEU) and XSum (ROUGE), with crude deterministic "systems"."""
+    """Real rows: WikiSplit (fusion/splitting/BLEU) and XSum (ROUGE, length, repetitions), with crude deterministic
+    "systems"."""
     rows = (SHARED / "data" / "wikisplit" / "validation.tsv").read_text(encoding="utf-8").splitlines()[:61]
     sources, targets = zip(*(r.split("\t") for r in rows))
     preds = [t if i % 3 == 0 else s.replace(" , ", " . <::::> ", 1) for i, (s, t) in enumerate(zip(sources, targets))]
@@ -36,8 +37,17 @@ def _corpus() -> dict[str, list]:
     }
 
 
-def _scores(rank_slice: slice | None) -> dict[str, float]:
-    from bertgen.metrics import ROUGE, SARI, ExactMatch, NLTKCorpusBLEU, SacreBLEU, TensorFlowBLEU
+def _scores(rank_slice: slice | None, rank: int = 0) -> dict[str, float]:
+    from bertgen.metrics import (
+        ROUGE,
+        SARI,
+        ExactMatch,
+        NLTKCorpusBLEU,
+        OutputLength,
+        Repetition,
+        SacreBLEU,
+        TensorFlowBLEU,
+    )
 
     c = _corpus()
     sl = rank_slice or slice(None)
@@ -57,6 +67,16 @@ def _scores(rank_slice: slice | None) -> dict[str, float]:
     rouge = ROUGE()
     rouge.update(c["rouge_preds"][sl], c["rouge_targets"][sl])
     out.update({f"rouge/{k}": float(v) for k, v in rouge.compute().items()})
+    # Table 7's columns; 20 common words: 41 summaries have fewer than the paper's 500 distinct words
+    length, repetitions = OutputLength(), Repetition(20)
+    length.update(c["rouge_preds"][sl])
+    repetitions.update(c["rouge_preds"][sl], c["rouge_targets"][sl])
+    out.update(length=float(length.compute()), repetitions=float(repetitions.compute()))
+    # a rank without rows (its list states are empty) must not spoil the others' int64 word hashes
+    lonely = Repetition(20)
+    if rank == 0:
+        lonely.update(c["rouge_preds"], c["rouge_targets"])
+    out["repetitions_one_rank_empty"] = float(lonely.compute())
     # control: without syncing, a rank only sees its half (proves the comparison below can fail)
     unsynced = SARI("lasertagger", sync_on_compute=False)
     unsynced.update(c["preds"][sl], c["targets"][sl], c["sources"][sl])
@@ -70,7 +90,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     try:
         # odd corpus sizes (61 and 41 rows): the two ranks hold different numbers of rows
         sl = slice(0, 30) if rank == 0 else slice(30, None)
-        scores = _scores(sl)
+        scores = _scores(sl, rank)
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(scores))
         dist.barrier()  # neither rank tears down gloo while the other may still be in a collective
     finally:
@@ -97,3 +117,4 @@ def test_metrics_two_ranks_equal_one(tmp_path):
                 assert ranked[key] == pytest.approx(value, abs=1e-9), (rank, key)
     # the corpus is not trivial: scores are strictly between 0 and 100
     assert all(0 < v < 100 for k, v in single.items() if not k.endswith(("keep", "add", "del")))
+    assert single["repetitions_one_rank_empty"] == single["repetitions"]

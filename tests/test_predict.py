@@ -27,7 +27,7 @@ from bertgen.lit_module import Seq2SeqModule
 from bertgen.prediction import InputError, PredictError, PredictOptions, run_predict
 from bertgen.tokenization import train_sentencepiece
 
-from conftest import MINILM, TINY_QUICKSTART, cli_command, compose, run_cli, run_evaluate
+from conftest import MINILM, TINY_QUICKSTART, cli_command, compose, run_cli, run_evaluate, tiny_seq2seq
 
 SIZES = {"train": 200, "validation": 12, "test": 24}
 OPTIONS = {"max_source_length": 48, "max_target_length": 48}
@@ -38,29 +38,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def tiny_module(tok, seed: int = 0, layers: int = 1) -> Seq2SeqModule:
-    side = dict(
-        family="bert-generation",
-        vocab_size=tok.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    special = {
-        "decoder_start_token_id": tok.bos_token_id,
-        "eos_token_id": tok.eos_token_id,
-        "pad_token_id": tok.pad_token_id,
-    }
-    torch.manual_seed(seed)
-    lit = Seq2SeqModule(
-        model={"kind": "encoder_decoder", "encoder": side, "decoder": side, "share_embeddings": True},
-        special_tokens=special,
-        generation={"num_beams": 4, "length_penalty": 0.6, "length_penalty_style": "gnmt", "max_new_tokens": 8},
-    )
+    gen = {"num_beams": 4, "length_penalty": 0.6, "length_penalty_style": "gnmt", "max_new_tokens": 8}
+    lit = tiny_seq2seq(tok, seed=seed, layers=layers, generation=gen)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # large weights, so that the outputs depend on the source; an EOS bias
         for p in lit.model.parameters():

@@ -2,6 +2,7 @@
 
     bertgen-data download discofuse xsum --dest /data        # -> /data/discofuse, /data/xsum (data_dir=...)
     bertgen-data list                                        # source, size, rows and sha256 of every file
+    bertgen-data vocab wmt14_en_de --kind wordpiece --vocab-size 32000 --cased --out vocab/wmt14  # a task vocabulary
 
 (``python -m bertgen.data`` is the same program.) The download is the code a DataModule runs when it has no local
 copy, so a compute node without network can train from ``data_dir=<dest>/<task>`` prepared on a login node.
@@ -166,6 +167,49 @@ def _run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- vocab ------------------------------------------------------------------------------------------------------
+def _configure_vocab(p: argparse.ArgumentParser) -> None:
+    from bertgen.data.vocab import KINDS
+
+    p.add_argument(
+        "task", choices=sorted(TASKS), metavar="task", help=f"a registered task ({', '.join(sorted(TASKS))})"
+    )
+    p.add_argument("--kind", choices=KINDS, required=True, help="wordpiece (BERT layout) or sentencepiece")
+    p.add_argument("--vocab-size", type=int, required=True, help="entries in all, reserved tokens included")
+    p.add_argument("--out", required=True, help="the tokenizer folder to write (any bertgen command or AutoTokenizer)")
+    p.add_argument("--fields", default="source,target", help="source, target or source,target (default both)")
+    p.add_argument("--max-rows", type=int, default=None, help="train on this many rows, sampled with --seed")
+    p.add_argument("--seed", type=int, default=0, help="the sampling seed (default 0)")
+    p.add_argument("--cased", action="store_true", help="WordPiece: keep case and accents (default: uncased)")
+    p.add_argument("--data-dir", default=None, help="the task's data folder (default: its official release)")
+    p.add_argument("--unused", type=int, default=99, help="WordPiece: [unusedN] slots for task markers (default 99)")
+
+
+def _run_vocab(args: argparse.Namespace) -> int:
+    from bertgen.data.vocab import build_vocab
+
+    result = build_vocab(
+        args.task,
+        kind=args.kind,
+        vocab_size=args.vocab_size,
+        out=args.out,
+        fields=args.fields,
+        max_rows=args.max_rows,
+        seed=args.seed,
+        cased=args.cased,
+        data_dir=args.data_dir,
+        unused=args.unused,
+    )
+    info = result.info
+    trip = info["round_trip"]
+    print(
+        f"{result.out}: {info['kind']} vocabulary of {info['vocab_size']:,} entries from {info['rows']:,} "
+        f"{info['task']} training rows ({','.join(info['fields'])}); {trip['checked'] - trip['lost']:,} of "
+        f"{trip['checked']:,} sampled texts come back exactly from their ids"
+    )
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "download": Command(
         "download, verify and unpack tasks' official data into DEST/<name>", _configure_download, _run_download
@@ -176,6 +220,11 @@ COMMANDS: dict[str, Command] = {
         "with that vocabulary can reach",
         ceiling.configure,
         ceiling.run,
+    ),
+    "vocab": Command(
+        "train a WordPiece or SentencePiece vocabulary on a task's training split (a tokenizer folder)",
+        _configure_vocab,
+        _run_vocab,
     ),
 }
 

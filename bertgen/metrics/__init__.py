@@ -1,4 +1,5 @@
-"""Evaluation metrics over strings (SARI, Exact, BLEU, ROUGE) as DDP-safe ``torchmetrics.Metric`` objects.
+"""Evaluation metrics over strings (SARI, Exact, BLEU, ROUGE, output length, repetitions) as DDP-safe
+``torchmetrics.Metric`` objects.
 
 Which implementation matches Rothe et al. (TACL 2020), and how sure that is, is in ``docs/metrics.md``.
 A task declares its metrics (``bertgen.data.tasks``); ``task_metrics`` gives them behind one call::
@@ -12,13 +13,16 @@ A task declares its metrics (``bertgen.data.tasks``); ``task_metrics`` gives the
 from bertgen.metrics.bleu import NLTKCorpusBLEU, SacreBLEU, TensorFlowBLEU, bleu_tokenize_v14
 from bertgen.metrics.collection import TaskMetrics
 from bertgen.metrics.exact import ExactMatch
+from bertgen.metrics.repetition import OutputLength, Repetition
 from bertgen.metrics.rouge import ROUGE, split_sentences
 from bertgen.metrics.sari import SARI, SariComponents, sari_sentence
 
 __all__ = [
     "ExactMatch",
     "NLTKCorpusBLEU",
+    "OutputLength",
     "ROUGE",
+    "Repetition",
     "SARI",
     "SacreBLEU",
     "SariComponents",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from torchmetrics import Metric, MetricCollection
 
 from bertgen.metrics.bleu import NLTKCorpusBLEU, SacreBLEU, TensorFlowBLEU
+from bertgen.metrics.repetition import Repetition
 from bertgen.metrics.rouge import ROUGE
 from bertgen.metrics.sari import SARI
 
@@ -16,9 +17,9 @@ class TaskMetrics(MetricCollection):
     """A task's metrics behind one call: ``update(preds, targets, sources)`` and a flat ``compute()`` dict.
 
     ``compute()`` maps e.g. ``sari``, ``keep``, ``add``, ``del``, ``exact``, ``bleu``, ``sacrebleu``,
-    ``rouge1``, ``rouge2``, ``rougeL``, ``rougeLsum`` to 0-dim tensors on the 0-100 scale. Metrics that do not
-    use the sources ignore them. It is an ``nn.Module``: assign it to a LightningModule attribute so its states
-    follow the device and are synced across DDP ranks.
+    ``rouge1``, ``rouge2``, ``rougeL``, ``rougeLsum``, ``repetitions`` to 0-dim tensors on the 0-100 scale
+    (``length``: words per output). Metrics that do not use the sources ignore them. It is an ``nn.Module``: assign
+    it to a LightningModule attribute so its states follow the device and are synced across DDP ranks.
     """
 
     def __init__(self, metrics: dict[str, Metric]) -> None:
@@ -52,4 +53,6 @@ class TaskMetrics(MetricCollection):
                 )
             elif isinstance(m, ROUGE):
                 sigs[name] = f"rouge-score|stem:{m.use_stemmer}|split_sentences:{m.split_sentences}"
+            elif isinstance(m, Repetition):
+                sigs[name] = f"repeated-content-word|words:lc-\\w+|common:{m.common_words}-of-references"
         return sigs

@@ -97,6 +97,69 @@ def _grown(cfg: ModelConfig, vocab_size: int | None) -> ModelConfig:
     return cfg.replace(vocab_size=int(vocab_size))
 
 
+def _prepare_side(
+    role: str,
+    cfg: ModelConfig,
+    sd: dict[str, torch.Tensor] | None,
+    src,
+    overrides: dict[str, Any] | None,
+    vocab_size: int | None,
+    init: str,
+    layers: int | list[int] | None,
+) -> tuple[ModelConfig, dict[str, torch.Tensor] | None, bool]:
+    """One side's (config, checkpoint tensors, grow_vocab) after ``overrides``, the layer subset and the vocabulary.
+
+    A random side takes a layer count as its depth; a checkpoint side takes a count (its first layers) or a list of
+    0-based layer indices. ``init="all_but_embeddings"`` with a tokenizer length gives new embeddings of exactly that
+    size (a vocabulary that is not the checkpoint's); otherwise a tokenizer smaller than the checkpoint's vocabulary
+    is refused (its ids would index embeddings of other tokens) and a larger one grows the embeddings."""
+    hf_weights.init_includes(init, "")  # a bad init fails here, named
+    cfg = cfg.replace(**(overrides or {}))
+    role = "decoder" if role == "decoder_only" else role
+    what = f"{role}_layers"
+    if sd is None:
+        if layers is not None:
+            if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+                raise hf_weights.InitOptionError(
+                    f"{what}={layers!r}: the {role} is random, so there are no checkpoint layers to pick; "
+                    "give its number of layers (a count) or nothing"
+                )
+            cfg = cfg.replace(num_hidden_layers=layers)
+        return _grown(cfg, vocab_size), None, False
+    picked = hf_weights.layer_indices(layers, cfg.num_hidden_layers, what)
+    if picked is not None:
+        body = hf_weights.detect_body_prefix(cfg, sd, _body_prefixes(cfg, role))
+        sd = hf_weights.select_layers(sd, cfg, body, picked)
+        cfg = cfg.replace(num_hidden_layers=len(picked))
+        log.info("%s from %s: checkpoint layers %s (0-based)", role, src, picked)
+    if vocab_size is None:
+        return cfg, sd, False
+    if init == "all_but_embeddings":
+        return cfg.replace(vocab_size=int(vocab_size)), sd, False
+    if int(vocab_size) < cfg.vocab_size:
+        raise hf_weights.InitOptionError(
+            f"init={init}: the {role} tokenizer has {vocab_size} tokens, fewer than the {cfg.vocab_size} embedding "
+            f"rows of the checkpoint {src}: not the checkpoint's vocabulary, so its embeddings would stand for other "
+            "tokens. init=all_but_embeddings starts new embeddings of the tokenizer's size (warm-started layers)"
+        )
+    grown = _grown(cfg, vocab_size)
+    return grown, sd, grown.vocab_size > cfg.vocab_size
+
+
+def _body_prefixes(cfg: ModelConfig, role: str) -> tuple[str, ...]:
+    prefixes = ("", hf_weights.DECODER_BODY_PREFIX[cfg.family])
+    return prefixes if role == "encoder" else prefixes[::-1]
+
+
+def warm_started_names(model: nn.Module, loaded: dict[nn.Module, list[str]]) -> list[str]:
+    """The model's parameter names (one per shared parameter) that ``loaded`` (stack -> its loaded names) filled."""
+    ids = set()
+    for stack, names in loaded.items():
+        params = dict(stack.named_parameters(remove_duplicate=False))
+        ids.update(id(params[n]) for n in names)
+    return [n for n, p in model.named_parameters() if id(p) in ids]
+
+
 def _tie_modules(encoder: TransformerStack, decoder: TransformerStack) -> None:
     """bertShare / robertaShare: every encoder parameter *is* the decoder's (decoder-only cross-attention aside)."""
     e, d = encoder.cfg, decoder.cfg
@@ -137,6 +200,8 @@ class EncoderDecoder(nn.Module):
         # `enc_to_dec_proj`)
         self.enc_to_dec_proj = nn.Linear(enc_d, dec_d) if enc_d != dec_d else None
         self.generation_config: dict[str, Any] = {}  # decoding defaults of a loaded checkpoint
+        # parameter names filled from a pre-trained checkpoint side (what optim.freeze_warm_started_steps freezes)
+        self.warm_started: list[str] = []
         if self.enc_to_dec_proj is not None:
             self.decoder._init_weights(self.enc_to_dec_proj)
         self._tie()
@@ -177,6 +242,9 @@ class EncoderDecoder(nn.Module):
         encoder_vocab_size: int | None = None,
         decoder_vocab_size: int | None = None,
         cross_attention_init: str = "random",
+        init: str = "all",
+        encoder_layers: int | list[int] | None = None,
+        decoder_layers: int | list[int] | None = None,
     ) -> EncoderDecoder:
         """Build a paper variant from two checkpoints (folder or hub id) or configs (random init).
 
@@ -195,13 +263,28 @@ class EncoderDecoder(nn.Module):
           (``Tokenizer.for_text``: GPT-2 gets a ``<::::>`` separator as id 50257). The new rows, and the LM-head
           bias entries, are initialised the BERT way (N(0, initializer_range), bias 0); ``config.vocab_size``
           follows, so checkpoints and the transformers export carry the grown shape.
+        - ``init``: what the checkpoint sides warm-start: ``all``, ``all_but_embeddings`` (the embeddings, as
+          `hf_weights.EMBEDDING_PARAMS` defines them, stay random; with ``*_vocab_size`` they take exactly the
+          tokenizer's size, so a vocabulary other than the checkpoint's works with warm-started layers) or
+          ``embeddings_only`` (the layers stay random). ``warm_started`` lists what was loaded.
+        - ``encoder_layers`` / ``decoder_layers``: a subset of a checkpoint's layers, a count (the first ``n``) or a
+          list of 0-based indices, in the order given; on a random side a count is its depth.
         """
+        as_list = lambda x: list(range(x)) if isinstance(x, int) and not isinstance(x, bool) else x  # noqa: E731
+        if tie_encoder_decoder and as_list(encoder_layers) != as_list(decoder_layers):
+            raise hf_weights.InitOptionError(
+                f"encoder_layers={encoder_layers} and decoder_layers={decoder_layers}: tie_encoder_decoder shares one "
+                "set of layers, so both must name the same layers"
+            )
         enc_cfg, enc_sd, enc_src = _load_side(encoder, "encoder")
         dec_cfg, dec_sd, dec_src = _load_side(decoder, "decoder")
-        checkpoint_vocab = (enc_cfg.vocab_size, dec_cfg.vocab_size)
-        enc_cfg = _grown(enc_cfg.replace(**(encoder_overrides or {})), encoder_vocab_size)
-        dec_cfg = _grown(dec_cfg.replace(**(decoder_overrides or {})), decoder_vocab_size)
-        grow = (enc_cfg.vocab_size > checkpoint_vocab[0], dec_cfg.vocab_size > checkpoint_vocab[1])
+        enc_cfg, enc_sd, grow_enc = _prepare_side(
+            "encoder", enc_cfg, enc_sd, encoder, encoder_overrides, encoder_vocab_size, init, encoder_layers
+        )
+        dec_cfg, dec_sd, grow_dec = _prepare_side(
+            "decoder", dec_cfg, dec_sd, decoder, decoder_overrides, decoder_vocab_size, init, decoder_layers
+        )
+        grow = (grow_enc, grow_dec)
         if share_embeddings is None:
             same_vocab = (enc_cfg.vocab_size, enc_cfg.hidden_size) == (dec_cfg.vocab_size, dec_cfg.hidden_size)
             share_embeddings = same_vocab and (enc_src is None or dec_src is None or enc_src == dec_src)
@@ -221,23 +304,23 @@ class EncoderDecoder(nn.Module):
             ("decoder", dec_cfg, dec_sd, decoder, grow[1]),
         ):  # shapes against config.json before anything is allocated
             if sd is not None:
-                prefixes = ("", hf_weights.DECODER_BODY_PREFIX[cfg.family])
-                body = hf_weights.detect_body_prefix(cfg, sd, prefixes if role == "encoder" else prefixes[::-1])
+                body = hf_weights.detect_body_prefix(cfg, sd, _body_prefixes(cfg, role))
                 stack = _meta_stack(cfg.replace(is_decoder=role == "decoder", add_cross_attention=False))
-                hf_weights.check_stack(stack, sd, body, role == "decoder", grown, f"{role} checkpoint {src}")
+                hf_weights.check_stack(stack, sd, body, role == "decoder", grown, f"{role} checkpoint {src}", init)
         model = cls(config)
         # With shared embeddings the one matrix is loaded by whichever side has a checkpoint (bert2rnd: the encoder's).
         reports = []
         if enc_sd is not None:
-            body = hf_weights.detect_body_prefix(enc_cfg, enc_sd, ("", hf_weights.DECODER_BODY_PREFIX[enc_cfg.family]))
-            rep = hf_weights.load_stack(model.encoder, enc_sd, body, with_head=False, grow_vocab=grow[0])
+            body = hf_weights.detect_body_prefix(enc_cfg, enc_sd, _body_prefixes(enc_cfg, "encoder"))
+            rep = hf_weights.load_stack(model.encoder, enc_sd, body, with_head=False, grow_vocab=grow[0], init=init)
             reports.append(("encoder", rep))
         if dec_sd is not None:
-            body = hf_weights.detect_body_prefix(dec_cfg, dec_sd, (hf_weights.DECODER_BODY_PREFIX[dec_cfg.family], ""))
-            rep = hf_weights.load_stack(model.decoder, dec_sd, body, with_head=True, grow_vocab=grow[1])
+            body = hf_weights.detect_body_prefix(dec_cfg, dec_sd, _body_prefixes(dec_cfg, "decoder"))
+            rep = hf_weights.load_stack(model.decoder, dec_sd, body, with_head=True, grow_vocab=grow[1], init=init)
             reports.append(("decoder", rep))
         for role, rep in reports:
             rep.log(f"{role} from {encoder if role == 'encoder' else decoder}")
+        model.warm_started = warm_started_names(model, {getattr(model, role): rep.loaded for role, rep in reports})
         if cross_attention_init == "self_attention":
             model.init_cross_attention_from_self()
         elif cross_attention_init != "random":
@@ -425,25 +508,40 @@ class DecoderOnlyLM(nn.Module):
         self.config = config.replace(is_decoder=True, add_cross_attention=False)
         self.decoder = TransformerStack(self.config)
         self.generation_config: dict[str, Any] = {}
+        self.warm_started: list[str] = []  # parameter names filled from the checkpoint (see EncoderDecoder)
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str | Path, *, vocab_size: int | None = None, **overrides) -> DecoderOnlyLM:
-        """Load a causal-LM folder or hub id; ``vocab_size`` (the tokenizer's length) grows the word embeddings as in
-        `EncoderDecoder.from_encoder_decoder_pretrained`; ``overrides`` are config fields."""
+    def from_pretrained(
+        cls,
+        path_or_id: str | Path,
+        *,
+        vocab_size: int | None = None,
+        init: str = "all",
+        layers: int | list[int] | None = None,
+        **overrides,
+    ) -> DecoderOnlyLM:
+        """Load a causal-LM folder or hub id; ``vocab_size`` (the tokenizer's length), ``init`` and ``layers`` (a
+        count or 0-based indices of the checkpoint's layers) as in `EncoderDecoder.from_encoder_decoder_pretrained`;
+        ``overrides`` are config fields."""
         folder = fetch_folder(path_or_id, what="decoder checkpoint")
         checkpoint_cfg = read_model_config(folder)
         if isinstance(checkpoint_cfg, EncoderDecoderConfig):
             raise ModelFileError(f"{folder}: an encoder-decoder, not a decoder; load it with EncoderDecoder")
-        cfg = _grown(checkpoint_cfg.replace(**overrides), vocab_size)
         sd = hf_weights.read_weights(folder)
-        body = hf_weights.detect_body_prefix(cfg, sd, (hf_weights.DECODER_BODY_PREFIX[cfg.family], ""))
-        grow = cfg.vocab_size > checkpoint_cfg.vocab_size
-        hf_weights.check_stack(_meta_stack(cfg.replace(is_decoder=True)), sd, body, True, grow, str(folder))
-        model = cls(cfg)
-        hf_weights.load_stack(model.decoder, sd, body, with_head=True, grow_vocab=grow).log(
-            f"DecoderOnlyLM from {path_or_id}"
+        cfg, sd, grow = _prepare_side(
+            "decoder_only", checkpoint_cfg, sd, path_or_id, overrides, vocab_size, init, layers
         )
-        model.generation_config = read_generation_config(folder, cfg.extra)
+        body = hf_weights.detect_body_prefix(cfg, sd, (hf_weights.DECODER_BODY_PREFIX[cfg.family], ""))
+        hf_weights.check_stack(_meta_stack(cfg.replace(is_decoder=True)), sd, body, True, grow, str(folder), init)
+        model = cls(cfg)
+        rep = hf_weights.load_stack(model.decoder, sd, body, with_head=True, grow_vocab=grow, init=init)
+        rep.log(f"DecoderOnlyLM from {path_or_id}")
+        model.warm_started = warm_started_names(model, {model.decoder: rep.loaded})
+        generation = read_generation_config(folder, cfg.extra)
+        if cfg.vocab_size != checkpoint_cfg.vocab_size and init == "all_but_embeddings":
+            # a new vocabulary: the checkpoint's token ids mean nothing in it
+            generation = {k: v for k, v in generation.items() if not k.endswith("token_id")}
+        model.generation_config = generation
         return model
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:

@@ -150,11 +150,15 @@ def _tied_head_keys(cfg: ModelConfig) -> tuple[str, ...]:
 @dataclass
 class LoadReport:
     missing: list[str] = field(default_factory=list)  # our parameters left at their initialisation
+    loaded: list[str] = field(default_factory=list)  # our parameters copied from the checkpoint (warm-started)
+    left_random: list[str] = field(default_factory=list)  # in the checkpoint, but not warm-started (`init`)
     unexpected: list[str] = field(default_factory=list)  # checkpoint keys we did not use
     folded: list[str] = field(default_factory=list)  # notes (e.g. token-type rows folded)
 
     def extend(self, other: LoadReport, prefix: str = "") -> None:
         self.missing += [prefix + k for k in other.missing]
+        self.loaded += [prefix + k for k in other.loaded]
+        self.left_random += [prefix + k for k in other.left_random]
         self.unexpected += [prefix + k for k in other.unexpected]
         self.folded += other.folded
 
@@ -172,7 +176,11 @@ class LoadReport:
             )
         for note in self.folded:
             log.info("%s: %s", what, note)
-        if not self.missing and not self.unexpected:
+        if self.left_random:
+            log.info(
+                "%s: %d tensors left random by init: %s", what, len(self.left_random), _summarise(self.left_random)
+            )
+        elif not self.missing and not self.unexpected:
             log.info("%s: all weights loaded", what)
 
 
@@ -214,22 +222,109 @@ def _convert(rule: Rule, tensors: list[torch.Tensor]) -> torch.Tensor:
 
 # Our parameters whose first dimension is the vocabulary (they grow when a tokenizer adds tokens).
 VOCAB_PARAMS = ("embed.word.weight", "head.bias", "head.weight")
+# What ``init`` calls "the embeddings": the input embedding block of a checkpoint (BERT's `embeddings.*` scope: word,
+# position, token-type row 0, LayerNorm; GPT-2's wte and wpe) and the vocabulary-indexed LM-head tensors (bias, an
+# untied output matrix), which a new vocabulary must replace too.
+EMBEDDING_PARAMS = (
+    "embed.word.weight",
+    "embed.pos.weight",
+    "embed.type0",
+    "embed.norm.weight",
+    "embed.norm.bias",
+    "head.bias",
+    "head.weight",
+)
+# What is warm-started from a checkpoint: everything, everything but the embeddings, or the embeddings only.
+INIT_MODES = ("all", "all_but_embeddings", "embeddings_only")
+
+
+class InitOptionError(BertgenError, ValueError):
+    """An initialisation option that does not fit the checkpoint (a layer index it lacks, a vocabulary that is not
+    its own): the message starts with the option's name."""
+
+
+def init_includes(init: str, ours: str) -> bool:
+    """Whether ``init`` warm-starts our parameter ``ours`` (a stack-relative name)."""
+    if init not in INIT_MODES:
+        raise InitOptionError(f"init={init!r}: expected one of {', '.join(INIT_MODES)}")
+    if init == "all":
+        return True
+    return (ours in EMBEDDING_PARAMS) == (init == "embeddings_only")
+
+
+def layer_indices(layers: int | list[int] | tuple[int, ...] | None, available: int, what: str) -> list[int] | None:
+    """A layer subset as 0-based checkpoint indices: a count ``n`` is the first ``n`` layers, a list is taken as
+    given (in its order). ``available`` is the checkpoint's layer count; ``what`` names the option in errors."""
+    if layers is None:
+        return None
+    if isinstance(layers, bool) or not isinstance(layers, (int, list, tuple)):
+        raise InitOptionError(f"{what}={layers!r}: expected a layer count or a list of 0-based layer indices")
+    if isinstance(layers, int):
+        if not 1 <= layers <= available:
+            raise InitOptionError(f"{what}={layers}: the checkpoint has {available} layers; take 1 to {available}")
+        return list(range(layers))
+    idx = list(layers)
+    bad = [i for i in idx if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < available]
+    if not idx or bad:
+        raise InitOptionError(
+            f"{what}={idx}: "
+            + (f"layer {bad[0]!r} is out of range" if bad else "an empty list")
+            + f"; the checkpoint has {available} layers, 0-based indices 0 to {available - 1}"
+        )
+    if len(set(idx)) != len(idx):
+        raise InitOptionError(f"{what}={idx}: a layer is listed twice")
+    return idx
+
+
+def _layer_prefix(cfg: ModelConfig, body_prefix: str) -> str:
+    return body_prefix + ("h." if cfg.family == "gpt2" else "encoder.layer.")
+
+
+def select_layers(
+    sd: dict[str, torch.Tensor], cfg: ModelConfig, body_prefix: str, layers: list[int]
+) -> dict[str, torch.Tensor]:
+    """``sd`` with checkpoint layer ``layers[i]`` renamed to layer ``i`` and the other layers left out (the
+    tensors are not copied)."""
+    prefix = _layer_prefix(cfg, body_prefix)
+    new_index = {old: new for new, old in enumerate(layers)}
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        if not k.startswith(prefix):
+            out[k] = v
+            continue
+        index, _, rest = k[len(prefix) :].partition(".")
+        if index.isdigit() and int(index) in new_index:
+            out[f"{prefix}{new_index[int(index)]}.{rest}"] = v
+        elif not index.isdigit():
+            out[k] = v
+    return out
 
 
 def load_stack(
-    stack: TransformerStack, sd: dict[str, torch.Tensor], body_prefix: str, with_head: bool, grow_vocab: bool = False
+    stack: TransformerStack,
+    sd: dict[str, torch.Tensor],
+    body_prefix: str,
+    with_head: bool,
+    grow_vocab: bool = False,
+    init: str = "all",
 ) -> LoadReport:
     """Copy the HF tensors of ``sd`` (keys relative to the model class) into ``stack``; return what did not match.
 
     ``grow_vocab``: the stack's vocabulary may be larger than the checkpoint's (a tokenizer that added tokens, e.g.
     a ``<::::>`` separator for GPT-2): the checkpoint fills the first rows of the word embeddings and LM head, the
-    rows after them keep the stack's BERT-way initialisation (N(0, initializer_range); head bias 0)."""
+    rows after them keep the stack's BERT-way initialisation (N(0, initializer_range); head bias 0).
+    ``init``: what is copied (`INIT_MODES`); the rest keeps the stack's random initialisation."""
     cfg = stack.cfg
     params = dict(stack.named_parameters(remove_duplicate=False))
     used: set[str] = set()
     report = LoadReport()
     for rule in stack_rules(cfg, with_head):
         keys = [k if rule.top_level else body_prefix + k for k in rule.hf]
+        if not init_includes(init, rule.ours):
+            if all(k in sd for k in keys):
+                report.left_random.append(rule.ours)
+            used.update(keys)  # left out on purpose: not "unused"
+            continue
         if not all(k in sd for k in keys):
             report.missing.append(rule.ours)
             continue
@@ -244,6 +339,7 @@ def load_stack(
             with torch.no_grad():
                 target[: value.shape[0]].copy_(value)
             used.update(keys)
+            report.loaded.append(rule.ours)
             report.folded.append(
                 f"{keys[0]}: {value.shape[0]} checkpoint rows, {target.shape[0] - value.shape[0]} "
                 f"new rows for added tokens initialised the BERT way"
@@ -257,6 +353,7 @@ def load_stack(
         with torch.no_grad():
             target.copy_(value)
         used.update(keys)
+        report.loaded.append(rule.ours)
         if rule.kind == "row0" and sd[keys[0]].shape[0] > 1:
             report.folded.append(f"{keys[0]}: row 0 kept as a bias (token_type_ids=0); rows 1+ unused by seq2seq")
     used.update(k for k in _tied_head_keys(cfg) if k in sd)
@@ -274,15 +371,16 @@ def check_stack(
     with_head: bool,
     grow_vocab: bool = False,
     where: str = "checkpoint",
+    init: str = "all",
 ) -> None:
     """Before any allocation: the shapes ``stack`` (built on the meta device from config.json) expects against the
     checkpoint's tensors, and its layer count against the layers the weights hold. A disagreement is one
-    `ModelFileError` naming the tensor (or the key) and both shapes."""
+    `ModelFileError` naming the tensor (or the key) and both shapes. Tensors ``init`` leaves out are not checked."""
     cfg = stack.cfg
     params = dict(stack.named_parameters(remove_duplicate=False))
     for rule in stack_rules(cfg, with_head):
         keys = [k if rule.top_level else body_prefix + k for k in rule.hf]
-        if not all(k in sd for k in keys):
+        if not all(k in sd for k in keys) or not init_includes(init, rule.ours):
             continue
         value = _convert(rule, [sd[k].to("meta") for k in keys])
         target = params[rule.ours]

@@ -14,14 +14,15 @@ Submodules:
   ``vocab.json`` + ``merges.txt``);
 - ``loading``: `load_tokenizer` from a folder, a hub id or a single vocabulary file
   (``tokenizer_config.json`` / ``special_tokens_map.json`` override the special tokens);
-- ``trainers``: `train_sentencepiece`, a task-specific SentencePiece vocabulary.
+- ``trainers``: `train_sentencepiece` and `train_wordpiece`, task-specific SentencePiece and BERT-style WordPiece
+  vocabularies (``bertgen-data vocab``).
 """
 
 from bertgen.tokenization.base import Tokenizer, TokenizerFileError, TokenizerNotFoundError
 from bertgen.tokenization.fast import FastTokenizer
 from bertgen.tokenization.loading import load_tokenizer
 from bertgen.tokenization.sentencepiece import SentencePieceTokenizer
-from bertgen.tokenization.trainers import train_sentencepiece
+from bertgen.tokenization.trainers import train_sentencepiece, train_wordpiece, wordpiece_reserved
 
 __all__ = [
     "Tokenizer",
@@ -31,4 +32,6 @@ __all__ = [
     "TokenizerNotFoundError",
     "load_tokenizer",
     "train_sentencepiece",
+    "train_wordpiece",
+    "wordpiece_reserved",
 ]

@@ -1,4 +1,4 @@
-"""Training a task-specific SentencePiece vocabulary."""
+"""Training task-specific vocabularies: SentencePiece (BertGeneration layout) and WordPiece (BERT layout)."""
 
 from __future__ import annotations
 
@@ -97,3 +97,109 @@ def train_sentencepiece(
     if output_dir is not None:
         tok.save(output_dir)
     return tok
+
+
+# BERT's layout: [PAD]=0, [unused0..98]=1..99, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103 (bert-base-*'s vocab.txt),
+# so a task's atomic marker such as <::::> takes an [unusedN] row and the embedding matrix keeps its size.
+WORDPIECE_SPECIALS = ("[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def wordpiece_reserved(unused: int) -> list[str]:
+    """The reserved rows of a WordPiece vocabulary, in id order."""
+    return ["[PAD]", *(f"[unused{i}]" for i in range(unused)), *WORDPIECE_SPECIALS]
+
+
+def train_wordpiece(
+    texts: Iterable[str],
+    vocab_size: int,
+    *,
+    cased: bool = False,
+    unused: int = 99,
+    spacing: str = "standard",
+    min_frequency: int = 2,
+    limit_alphabet: int | None = None,
+    output_dir: str | os.PathLike | None = None,
+):
+    """Train a BERT-style WordPiece vocabulary on ``texts`` with ``tokenizers``' `WordPieceTrainer`.
+
+    The result is what `load_tokenizer` builds from a BERT ``vocab.txt`` (BERT's normaliser, pre-tokenizer and
+    ``[CLS] x [SEP]`` template; ``do_lower_case = not cased``), so it behaves exactly like a public BERT vocabulary,
+    in bertgen and in transformers (``BertTokenizerFast``). Layout: `wordpiece_reserved` (``[PAD]``, ``unused``
+    ``[unusedN]`` slots, ``[UNK] [CLS] [SEP] [MASK]``), then the alphabet and the learnt pieces; ``vocab_size``
+    counts everything. ``spacing``: the pre-tokenisation the task's text convention encodes with
+    (``bertgen.text``: ``standard``, ``exact``, ``digits``), so that pieces such as ``##,`` (``1,000``) exist.
+    With ``output_dir`` the folder gets ``vocab.txt``, ``tokenizer.json`` and the config files.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import tokenizers
+    from tokenizers import normalizers, pre_tokenizers
+    from tokenizers.models import WordPiece
+    from tokenizers.trainers import WordPieceTrainer
+
+    from bertgen.tokenization.base import _PRE_TOKENIZERS, _check_spacing
+    from bertgen.tokenization.loading import load_tokenizer
+
+    _check_spacing(spacing)
+    reserved = wordpiece_reserved(unused)
+    if isinstance(texts, str):
+        raise TypeError("texts must be an iterable of strings, not one string")
+    if vocab_size <= len(reserved):
+        raise ValueError(
+            f"vocab_size={vocab_size} leaves no room for pieces: the vocabulary reserves {len(reserved)} rows "
+            f"([PAD], {unused} [unusedN], [UNK] [CLS] [SEP] [MASK])"
+        )
+    counted = [0]
+
+    def sentences() -> Iterable[str]:
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+            counted[0] += 1
+            yield text
+
+    tok = tokenizers.Tokenizer(WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=not cased)
+    tok.pre_tokenizer = (
+        pre_tokenizers.BertPreTokenizer()
+        if spacing == "standard"
+        else tokenizers.Tokenizer.from_str(
+            json.dumps({**json.loads(tok.to_str()), "pre_tokenizer": _PRE_TOKENIZERS[spacing]})
+        ).pre_tokenizer
+    )
+    options = {} if limit_alphabet is None else {"limit_alphabet": limit_alphabet}
+    trainer = WordPieceTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=reserved,
+        continuing_subword_prefix="##",
+        show_progress=False,
+        **options,
+    )
+    tok.train_from_iterator(sentences(), trainer=trainer)
+    if counted[0] == 0:
+        raise ValueError("train_wordpiece got no texts")
+    vocab = tok.get_vocab(with_added_tokens=True)
+    ordered = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    if ordered[: len(reserved)] != reserved or len(set(vocab.values())) != len(ordered):
+        raise ValueError("WordPieceTrainer did not put the reserved tokens first")  # a tokenizers change
+    # the trainer numbers its pieces in hash-map order (another order on every run, the same set): sorted here, so
+    # one corpus always gives one vocabulary file; characters first, then longer pieces, word starts before ##
+    lines = reserved + sorted(
+        ordered[len(reserved) :], key=lambda t: (len(t.removeprefix("##")) > 1, t.startswith("##"), t)
+    )
+    # rebuilt from vocab.txt as load_tokenizer reads BERT's: one code path for public and trained vocabularies
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(output_dir) if output_dir is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "vocab.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        config = {"tokenizer_class": "BertTokenizer", "do_lower_case": not cased, "model_max_length": 512}
+        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        for stale in ("tokenizer.json", "spiece.model"):
+            (folder / stale).unlink(missing_ok=True)
+        loaded = load_tokenizer(folder)
+        if output_dir is not None:
+            loaded.save(folder)  # tokenizer.json + tokenizer_config.json + special_tokens_map.json beside vocab.txt
+    return loaded

@@ -5,6 +5,7 @@ task defined outside bertgen is found through the config's ``module``, which reg
 """
 
 from bertgen.data.tasks.base import (
+    GOLD,
     SPLITS,
     TASKS,
     Example,
@@ -16,9 +17,11 @@ from bertgen.data.tasks.base import (
     Task,
     make_task,
     paper_rows,
+    plain_variant,
     register,
     task_class,
     text_convention,
+    variant_rows,
 )
 
 
@@ -35,6 +38,7 @@ def _import_builtin_tasks() -> None:
 _import_builtin_tasks()
 
 __all__ = [
+    "GOLD",
     "SPLITS",
     "TASKS",
     "Example",
@@ -46,10 +50,12 @@ __all__ = [
     "Task",
     "make_task",
     "paper_rows",
+    "plain_variant",
     "register",
     "task_class",
     "task_metrics",
     "text_convention",
+    "variant_rows",
 ]
 
 

@@ -58,9 +58,10 @@ class PaperColumn:
 
     ``position``: the column's place in the printed table (tables shared by several tasks interleave their
     columns); ``fraction``: the training-data fraction of the runs it takes; ``test_set``: a string the evaluated
-    files' names must contain (``"2016"`` for newstest2016), else the default test set; ``optional``: shown only
-    when a run fills it; ``by_fraction``: runs at other training fractions get a column of their own, named
-    ``"<percent> <label>"``."""
+    files' names must contain (``"2016"`` for newstest2016), else the default test set; ``optional``: a column
+    few runs fill (the report prints it all the same, marked not run); ``by_fraction``: runs at other training
+    fractions get a column of their own, named ``"<percent> <label>"``; ``computable``: False for a column no run
+    can fill (Table 7's human Quality score), printed with the paper's value only."""
 
     name: str
     metric: str
@@ -69,6 +70,19 @@ class PaperColumn:
     test_set: str | None = None
     optional: bool = False
     by_fraction: str | None = None
+    computable: bool = True
+
+
+# The model key of a paper row that is the references themselves (Table 7's "Gold"): the report scores the
+# references of an evaluated split as if they were a system's output.
+GOLD = "gold"
+# Run variants that are the plain setup of their model (config ``variant``): matched to the rows without a variant.
+PLAIN_VARIANTS = (None, "full")
+
+
+def plain_variant(variant: str | None) -> str | None:
+    """A run's or row's variant for matching: None for the plain setup (``None`` or ``full``)."""
+    return None if variant in PLAIN_VARIANTS else variant
 
 
 @dataclass(frozen=True)
@@ -78,18 +92,31 @@ class PaperRow:
     size: str | None  # "base" | "large" | None
     values: tuple[float | None, ...]  # one per column of the declaring task
     block: str = ""  # the paper's row group (e.g. "public checkpoints (12 layers) and vocabulary")
+    variant: str | None = None  # the config ``variant`` of the ablation this row is (None: the plain setup)
+    also: tuple[str, ...] = ()  # other model names whose runs of ``variant`` this row stands for
+
+    def matches(self, model: str | None, size: str | None, variant: str | None = None) -> bool:
+        """A run of ``model``, ``size`` and ``variant`` is this row (never for other papers' systems)."""
+        return (
+            self.model is not None
+            and (model == self.model or model in self.also)
+            and size == self.size
+            and plain_variant(variant) == plain_variant(self.variant)
+        )
 
 
 @dataclass(frozen=True)
 class PaperResults:
     """A task's part of one of the paper's tables: its columns and the published values (test sets, 0-100).
-    Rows are matched by label across the tasks of a table; ``notes`` are printed under the table."""
+    Rows are matched by label across the tasks of a table; ``notes`` are printed under the table. ``label``: how the
+    table is named when it is not one of the paper's numbered tables (``§5``; ``table`` then only orders it)."""
 
     table: int
     title: str
     columns: tuple[PaperColumn, ...]
     rows: tuple[PaperRow, ...]
     notes: tuple[str, ...] = ()
+    label: str | None = None
 
     def __post_init__(self) -> None:
         for row in self.rows:
@@ -102,6 +129,16 @@ class PaperResults:
 def paper_rows(size: str | None, block: str, *rows: tuple) -> tuple[PaperRow, ...]:
     """``(label, model, value, value, ...)`` tuples of one block of a paper table as `PaperRow`s."""
     return tuple(PaperRow(label, model, size, tuple(values), block) for label, model, *values in rows)
+
+
+def variant_rows(size: str | None, block: str, *rows: tuple) -> tuple[PaperRow, ...]:
+    """``(label, model, variant, value, ...)`` tuples of an ablation block as `PaperRow`s; ``model`` may be a tuple of
+    model names (the first is the row's, the others are ``also``)."""
+    out = []
+    for label, model, variant, *values in rows:
+        models = model if isinstance(model, tuple) else (model,)
+        out.append(PaperRow(label, models[0], size, tuple(values), block, variant, tuple(models[1:])))
+    return tuple(out)
 
 
 @dataclass

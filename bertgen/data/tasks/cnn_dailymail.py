@@ -124,10 +124,15 @@ class CNNDailyMailTask(Task):
 
     @classmethod
     def metrics(cls):
-        from bertgen.metrics import ROUGE
+        from bertgen.metrics import ROUGE, OutputLength, Repetition
 
-        # multi-sentence summaries: ROUGE-Lsum over the highlight sentences as well
-        return {"rouge": ROUGE(("rouge1", "rouge2", "rougeL", "rougeLsum"), split_sentences=True)}
+        # multi-sentence summaries: ROUGE-Lsum over the highlight sentences as well; length and repetitions as
+        # Table 7 reports them for XSum
+        return {
+            "rouge": ROUGE(("rouge1", "rouge2", "rougeL", "rougeLsum"), split_sentences=True),
+            "length": OutputLength(),
+            "repetitions": Repetition(),
+        }
 
     def _read_local(self, entry, invalid):
         for where, row in iter_csv(expect_file(entry, self.name), invalid, ("article", "highlights")):

@@ -14,7 +14,15 @@ from typing import ClassVar
 
 from bertgen.data.readers import iter_tsv, one_line, parquet_by_split, parquet_rows
 from bertgen.data.sources import HF_DATASETS_SCRIPTS, DatasetSource, HubRepo, RemoteFile
-from bertgen.data.tasks.base import PaperColumn, PaperResults, Task, expect_file, paper_rows, register
+from bertgen.data.tasks.base import (
+    PaperColumn,
+    PaperResults,
+    Task,
+    expect_file,
+    paper_rows,
+    register,
+    variant_rows,
+)
 from bertgen.errors import ConfigError
 
 log = logging.getLogger("bertgen.data")
@@ -127,6 +135,75 @@ TABLE2 = PaperResults(
     ),
 )
 
+# Table 6 - the embeddings and vocabulary ablation, as rows (model, variant) of one SARI column. The variants are the
+# config `variant` of the ablation runs (conf/experiment/table6_ablation.yaml); the full-init row is the plain run.
+_SARI = (PaperColumn("SARI", "sari", 0),)
+TABLE6 = PaperResults(
+    6,
+    "Ablation: embeddings and vocabulary (DiscoFuse SARI)",
+    _SARI,
+    tuple(
+        row
+        for model, label, values in (
+            ("bertshare", "bertShare", (89.3, 87.5, 87.5, 88.0)),
+            ("gpt", "gpt", (88.0, 77.0, 84.2, 69.7)),
+        )
+        for row in variant_rows(
+            "base",
+            label,
+            (f"{label}: full init", model, "full", values[0]),
+            (f"{label}: − embeddings from checkpoint", model, "no_ckpt_embeddings", values[1]),
+            (f"{label}: + task specific SentencePieces (16k)", model, "task_spm", values[2]),
+            (f"{label}: + pre-training SentencePieces (frozen, then full)", model, "task_spm_frozen", values[3]),
+        )
+    ),
+    notes=("The paper prints bertShare full init as 89.3 here and 89.2 in Table 2.",),
+)
+
+# §5's other ablations (no table in the paper): each block with the paper's reference row beside it. Runs at other
+# training fractions (§5: embeddings only on 10% of the data) get a column each.
+SEC5 = PaperResults(
+    8,
+    "Other ablations (DiscoFuse SARI)",
+    (PaperColumn("SARI", "sari", 0, by_fraction="SARI"),),
+    (
+        *variant_rows(
+            "base",
+            "GPT-2 tuning (learning rate, warmup, Adafactor)",
+            ("bert2gpt tuned", "bert2gpt", "adafactor", 88.8),
+            ("gpt tuned", "gpt", "adafactor", 88.1),
+            ("rnd2gpt tuned", "rnd2gpt", "adafactor", 87.7),
+            ("bert2gpt (Table 2)", "bert2gpt", None, 88.4),
+            ("gpt (Table 2)", "gpt", None, 88.0),
+            ("rnd2gpt (Table 2)", "rnd2gpt", None, 86.5),
+        ),
+        *variant_rows(
+            "base",
+            "embeddings only (the rest random)",
+            ("BERT embeddings", ("bert2bert", "bertshare", "bert2rnd", "rnd2bert"), "embeddings_only", 87.1),
+            (
+                "GPT-2 embeddings",
+                ("gpt", "rnd2gpt", "bert2gpt", "roberta2gpt", "robertashare"),
+                "embeddings_only",
+                87.0,
+            ),
+            ("rnd2rnd", "rnd2rnd", None, 86.9),
+        ),
+        *variant_rows(
+            "base",
+            "subset of layers (bertShare, 10 layers of the 24-layer BERT)",
+            ("first 10 layers", "bertshare", "layers_first10", 88.2),
+            ("CMA-ES layers 9, 10, 13-18, 23, 24", "bertshare", "layers_cmaes", 89.1),
+            ("base checkpoint", "bertshare", None, 89.3),
+        ),
+    ),
+    notes=(
+        "§5 gives these in its text, not in a table. A run of another size (a 10-layer subset is `10L-1024H`) is "
+        "shown beside the base row of its model and variant.",
+    ),
+    label="§5",
+)
+
 
 @register
 @dataclass
@@ -161,7 +238,7 @@ class DiscoFuseTask(Task):
         "google-research-datasets/discofuse is the full, UNBALANCED set (16.3M train); task_options.source=hub reads it"
     )
     headline: ClassVar[str] = "sari"
-    paper: ClassVar = (TABLE2,)
+    paper: ClassVar = (TABLE2, TABLE6, SEC5)
     released: ClassVar = {"google/roberta2roberta_L-24_discofuse": ("robertashare", "large")}
 
     source_replacements: dict[str, str] = field(default_factory=lambda: {'"': "`"})

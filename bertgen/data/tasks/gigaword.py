@@ -162,9 +162,10 @@ class GigawordTask(Task):
 
     @classmethod
     def metrics(cls):
-        from bertgen.metrics import ROUGE
+        from bertgen.metrics import ROUGE, OutputLength, Repetition
 
-        return {"rouge": ROUGE(("rouge1", "rouge2", "rougeL"))}
+        # length and repetitions: Table 7's automatic columns, reported for every summarisation task
+        return {"rouge": ROUGE(("rouge1", "rouge2", "rougeL")), "length": OutputLength(), "repetitions": Repetition()}
 
     def hub_example(self, row):
         return row["document"], row["summary"]

@@ -15,7 +15,16 @@ from typing import ClassVar
 from bertgen.data.errors import DataFormatError, InvalidRows
 from bertgen.data.readers import iter_jsonl, iter_lines, parquet_by_split, parquet_rows
 from bertgen.data.sources import DatasetSource, HubRepo
-from bertgen.data.tasks.base import SPLITS, PaperColumn, PaperResults, SummaryFiles, Task, paper_rows, register
+from bertgen.data.tasks.base import (
+    GOLD,
+    SPLITS,
+    PaperColumn,
+    PaperResults,
+    SummaryFiles,
+    Task,
+    paper_rows,
+    register,
+)
 
 
 def _build_from_parquet(source: DatasetSource, files: dict[str, Path], out: Path) -> dict[str, int]:
@@ -94,6 +103,40 @@ TABLE5_PART = PaperResults(
 )
 
 
+# Table 7 - XSum: summary length in words, % of summaries repeating a content word, and the human Best-Worst Scaling
+# quality of 40 test documents (printed only: no run computes it). The repetition percentages cannot be over 40
+# summaries (k/40 is a multiple of 2.5%); the fewest summaries giving all five is 2,789, so they are most likely over
+# the whole test set (11,334), as an evaluate.py run's are.
+TABLE7 = PaperResults(
+    7,
+    "XSum summaries: length, repetitions and human quality",
+    (
+        PaperColumn("Length", "length", 0),
+        PaperColumn("Repetitions (%)", "repetitions", 1),
+        PaperColumn("Quality", "quality", 2, computable=False),
+    ),
+    (
+        *paper_rows(
+            "base",
+            "",
+            ("rnd2rnd", "rnd2rnd", 20.90, 29.76, -0.103),
+            ("rnd2gpt", "rnd2gpt", 21.49, 16.28, -0.303),
+            ("bertShare", "bertshare", 20.71, 27.03, -0.097),
+            ("robertaShare", "robertashare", 21.70, 28.68, 0.153),
+        ),
+        *paper_rows(None, "", ("Gold", GOLD, 24.61, 4.66, 0.347)),
+    ),
+    notes=(
+        "Length: words per summary. Repetitions: % of summaries in which a word outside the 500 most common ones "
+        "occurs twice (here: the 500 most frequent words of the evaluated references; docs/metrics.md). The paper's "
+        "two columns are most likely over the whole test set (its repetition values are not k/40, so not over the "
+        "40 documents of its human evaluation). Gold: the references of each evaluated XSum split, scored by the "
+        "report from the run's predictions.jsonl. Quality: the human Best-Worst Scaling score in [-1, 1], the "
+        "paper's value only.",
+    ),
+)
+
+
 @register
 @dataclass
 class XSumTask(Task):
@@ -114,7 +157,7 @@ class XSumTask(Task):
     SPLIT_FILE: ClassVar[str] = "XSum-TRAINING-DEV-TEST-SPLIT-90-5-5.json"
     sources: ClassVar = (OFFICIAL,)
     headline: ClassVar[str] = "rouge2"
-    paper: ClassVar = (TABLE5_PART,)
+    paper: ClassVar = (TABLE5_PART, TABLE7)
     released: ClassVar = {"google/roberta2roberta_L-24_bbc": ("robertashare", "large")}
 
     max_source_length: int = 512
@@ -122,9 +165,10 @@ class XSumTask(Task):
 
     @classmethod
     def metrics(cls):
-        from bertgen.metrics import ROUGE
+        from bertgen.metrics import ROUGE, OutputLength, Repetition
 
-        return {"rouge": ROUGE(("rouge1", "rouge2", "rougeL"))}
+        # length and repetitions: Table 7's automatic columns (paper §6)
+        return {"rouge": ROUGE(("rouge1", "rouge2", "rougeL")), "length": OutputLength(), "repetitions": Repetition()}
 
     def find_local(self, data_dir, split):
         release, split_file = data_dir / "bbc-summary-data", data_dir / self.SPLIT_FILE

@@ -1,0 +1,825 @@
+"""Masked-language-model pre-training of a bertgen BERT (``python pretrain.py``): the custom checkpoints of the
+paper's Table 4 (a BERT pre-trained on English + German with a vocabulary of the WMT14 training data).
+
+BERT's recipe (Devlin et al. 2019; google-research/bert ``create_pretraining_data.py``), without next-sentence
+prediction:
+
+* data: plain text files, one sentence per line and a blank line between documents (BERT's input format), or the
+  sources and/or targets of a task's rows (``bertgen.data.vocab.task_rows``: each field's rows in corpus order form
+  one document, or each row its own with ``data.row_documents=true``);
+* packing: ``[CLS] s1 s2 ... [SEP]`` with whole sentences up to ``max_length`` tokens, never across a document
+  boundary; with probability ``mlm.short_seq_prob`` (0.1) a sequence aims at a random shorter length, as BERT does;
+  a sentence longer than a sequence is cut into pieces;
+* masking: ``round(15%)`` of the pieces of a sequence (at most ``mlm.max_predictions``), never [CLS]/[SEP]; of
+  those 80% become [MASK], 10% a random piece (any non-special id), 10% stay; ``mlm.whole_word=true`` chooses whole
+  words (a piece and its ``##`` continuations) as BERT's whole-word-masking models do. Masks are drawn afresh each
+  epoch from ``(seed, epoch, sequence)`` alone (dynamic masking, RoBERTa's improvement; deterministic, so a resumed
+  run draws exactly the masks an uninterrupted one draws); validation masks are fixed.
+
+Training runs through the machinery of ``train.py`` (`bertgen.training`: process set-up, the Trainer with bertgen's
+checkpoint IO; `bertgen.checkpoints`: run-dir lock, resume, fingerprints; `bertgen.callbacks`: pre-emption and the
+best checkpoint): bf16, DDP, exact resume. Validation logs the held-out MLM loss (``val/loss``) and masked-token
+accuracy (``val/accuracy``, %), and the best checkpoint by ``val/loss`` is exported as ``<run dir>/model``: a
+`BertForMaskedLM` folder with the tokenizer, which ``model.checkpoint=`` of the BERT variants and transformers load.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import random
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchmetrics import MeanMetric
+
+from bertgen.data.errors import DataFormatError
+from bertgen.data.sampler import LengthBucketBatchSampler
+from bertgen.errors import ConfigError
+from bertgen.model import BertMLM, ModelConfig
+from bertgen.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("bertgen.pretrain")
+
+LABEL_PAD = -100
+RECORD = "pretrain_metrics.json"  # the run record of a pre-training run
+_RESERVED = re.compile(r"\[unused\d+\]|madeupword\d+")
+
+
+# ===================================================================================================================
+# Masking
+# ===================================================================================================================
+@dataclass(frozen=True)
+class Masking:
+    """BERT's masking recipe (see the module docstring)."""
+
+    probability: float = 0.15
+    mask: float = 0.8  # of the chosen pieces: [MASK]
+    random: float = 0.1  # a random piece; the rest (0.1) stay as they are
+    whole_word: bool = False
+    max_predictions: int | None = 20  # BERT's max_predictions_per_seq for 128-token sequences; None: no cap
+    short_seq_prob: float = 0.1  # packing: a sequence aims at a random shorter length this often
+
+    def __post_init__(self) -> None:
+        for key in ("probability", "mask", "random", "short_seq_prob"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ConfigError(f"mlm.{key}={v!r}: expected a number in [0, 1]")
+        if self.probability == 0:
+            raise ConfigError("mlm.probability=0: nothing would be predicted")
+        if self.mask + self.random > 1:
+            raise ConfigError(f"mlm.mask + mlm.random = {self.mask + self.random}: must be <= 1")
+        mp = self.max_predictions
+        if mp is not None and (isinstance(mp, bool) or not isinstance(mp, int) or mp < 1):
+            raise ConfigError(f"mlm.max_predictions={mp!r}: expected a positive integer or null")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What masking needs of a tokenizer: its special ids, the ids a random replacement draws from and which pieces
+    continue a word (WordPiece ``##x``; SentencePiece pieces without the ``▁`` word start)."""
+
+    size: int
+    cls: int
+    sep: int
+    pad: int
+    mask: int
+    random_ids: np.ndarray
+    continues: np.ndarray  # bool per id
+
+    @classmethod
+    def of(cls, tok) -> Vocabulary:
+        def first(*names: str) -> int | None:
+            return next((int(v) for n in names if (v := getattr(tok, n, None)) is not None), None)
+
+        ids = {
+            "cls": first("cls_token_id", "bos_token_id"),
+            "sep": first("sep_token_id", "eos_token_id"),
+            "mask": first("mask_token_id"),
+        }
+        missing = [k for k, v in ids.items() if v is None]
+        if missing:
+            raise ConfigError(
+                f"tokenizer {tok!r} has no {' / '.join(missing)} token: MLM pre-training needs [CLS], [SEP] and "
+                "[MASK] (a WordPiece vocabulary of `bertgen-data vocab --kind wordpiece` has them)"
+            )
+        vocab = tok.get_vocab()
+        size = max(len(tok), max(vocab.values(), default=-1) + 1)
+        special = set(tok.all_special_ids)
+        tokens = [""] * size
+        for t, i in vocab.items():
+            tokens[i] = t
+        sentencepiece = getattr(tok, "kind", "") == "sentencepiece"
+        continues = np.array(
+            [(t[1:] != "" and not t.startswith("\u2581")) if sentencepiece else t.startswith("##") for t in tokens],
+            dtype=bool,
+        )
+        regular = np.array(
+            [i for i, t in enumerate(tokens) if t and i not in special and not _RESERVED.fullmatch(t)], dtype=np.int64
+        )
+        pad = tok.pad_token_id if tok.pad_token_id is not None else ids["sep"]
+        return cls(size, ids["cls"], ids["sep"], int(pad), ids["mask"], regular, continues)
+
+
+def mask_sequence(ids: np.ndarray, vocab: Vocabulary, m: Masking, rng: np.random.Generator):
+    """BERT's ``create_masked_lm_predictions`` for one packed sequence: (input ids, labels with -100 where nothing is
+    predicted)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    cand = [i for i, t in enumerate(ids.tolist()) if t not in (vocab.cls, vocab.sep, vocab.pad)]
+    labels = np.full(len(ids), LABEL_PAD, dtype=np.int64)
+    if not cand:
+        return ids.copy(), labels
+    if m.whole_word:
+        words: list[list[int]] = []
+        for i in cand:
+            if words and vocab.continues[ids[i]] and words[-1][-1] == i - 1:
+                words[-1].append(i)
+            else:
+                words.append([i])
+    else:
+        words = [[i] for i in cand]
+    order = rng.permutation(len(words))
+    n = max(1, int(round(len(cand) * m.probability)))
+    if m.max_predictions is not None:
+        n = min(n, m.max_predictions)
+    chosen: list[int] = []
+    for w in order.tolist():
+        if len(chosen) >= n:
+            break
+        if len(chosen) + len(words[w]) > n:
+            continue
+        chosen += words[w]
+    out = ids.copy()
+    pos = np.array(sorted(chosen), dtype=np.int64)
+    labels[pos] = ids[pos]
+    r = rng.random(len(pos))
+    out[pos[r < m.mask]] = vocab.mask
+    swap = pos[(r >= m.mask) & (r < m.mask + m.random)]
+    if len(swap):
+        out[swap] = vocab.random_ids[rng.integers(0, len(vocab.random_ids), len(swap))]
+    return out, labels
+
+
+# ===================================================================================================================
+# Documents and packing
+# ===================================================================================================================
+def read_text_documents(files: Sequence[str | Path]) -> Iterator[list[str]]:
+    """BERT's input format: one sentence per line, a blank line ends a document (so does the end of a file)."""
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise DataFormatError(f"data file {path} does not exist")
+        doc: list[str] = []
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if line:
+                    doc.append(line)
+                elif doc:
+                    yield doc
+                    doc = []
+        if doc:
+            yield doc
+
+
+def task_documents(
+    task: str,
+    split: str,
+    fields: Sequence[str],
+    *,
+    data_dir: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
+    row_documents: bool = False,
+) -> Iterator[list[str]]:
+    """A task's rows as documents: each field's rows in corpus order form one document (``row_documents``: each
+    row's field is a document of its own); ``max_rows`` samples rows with ``seed``."""
+    from bertgen.data.vocab import parse_fields, sample_rows, task_rows
+
+    names = parse_fields(fields)
+    rows = sample_rows(task_rows(task, data_dir, split, options=dict(options or {})), max_rows, seed)
+    for name in names:
+        k = 0 if name == "source" else 1
+        if row_documents:
+            yield from ([r[k]] for r in rows)
+        else:
+            yield [r[k] for r in rows]
+
+
+def pack_documents(
+    documents: Iterable[list[list[int]]], max_length: int, vocab: Vocabulary, short_seq_prob: float, seed: int
+) -> list[np.ndarray]:
+    """Sentences (token ids) of each document -> ``[CLS] ... [SEP]`` sequences of at most ``max_length`` tokens
+    (see the module docstring; BERT's ``create_instances_from_document`` without the A/B split)."""
+    rng = random.Random(seed)
+    room = max_length - 2
+    out: list[np.ndarray] = []
+    for doc in documents:
+        target = room if rng.random() >= short_seq_prob else rng.randint(2, room) if room >= 2 else room
+        chunk: list[int] = []
+        for sent in doc:
+            pieces = [sent[i : i + room] for i in range(0, len(sent), room)] or []
+            for piece in pieces:
+                if chunk and len(chunk) + len(piece) > target:
+                    out.append(np.array([vocab.cls, *chunk[:room], vocab.sep], dtype=np.int32))
+                    chunk = []
+                    target = room if rng.random() >= short_seq_prob else rng.randint(2, room) if room >= 2 else room
+                chunk += piece
+        if chunk:
+            out.append(np.array([vocab.cls, *chunk[:room], vocab.sep], dtype=np.int32))
+    return out
+
+
+def encode_documents(tok, documents: Iterable[list[str]], batch: int = 4096) -> Iterator[list[list[int]]]:
+    for doc in documents:
+        ids: list[list[int]] = []
+        for start in range(0, len(doc), batch):
+            ids += tok.batch_encode(doc[start : start + batch])
+        yield [s for s in ids if s]
+
+
+# ===================================================================================================================
+# Dataset, sampler, DataModule
+# ===================================================================================================================
+class PackedSequences(Dataset):
+    """Packed sequences; item ``(epoch, i)`` is sequence ``i`` masked with the masks of ``epoch`` (-1: validation's
+    fixed masks)."""
+
+    def __init__(
+        self, sequences: list[np.ndarray], vocab: Vocabulary, masking: Masking, seed: int, fixed: bool = False
+    ) -> None:
+        self.fixed = fixed  # held-out data: the same masks at every validation
+        self.lengths_ = np.array([len(s) for s in sequences], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths_)]).astype(np.int64)
+        self.flat = np.concatenate(sequences).astype(np.int32) if sequences else np.zeros(0, np.int32)
+        self.vocab, self.masking, self.seed = vocab, masking, seed
+
+    def __len__(self) -> int:
+        return len(self.lengths_)
+
+    def lengths(self) -> np.ndarray:
+        return self.lengths_
+
+    def ids(self, i: int) -> np.ndarray:
+        return self.flat[self.offsets[i] : self.offsets[i + 1]]
+
+    def __getitem__(self, key) -> tuple[np.ndarray, np.ndarray]:
+        epoch, i = key if isinstance(key, tuple) else (-1, key)
+        epoch = -1 if self.fixed else epoch
+        rng = np.random.default_rng([self.seed, epoch + 1, int(i)])
+        return mask_sequence(self.ids(int(i)), self.vocab, self.masking, rng)
+
+    def digest(self) -> str:
+        h = hashlib.sha256(self.flat.tobytes())
+        h.update(self.lengths_.tobytes())
+        return h.hexdigest()[:16]
+
+
+class EpochBatchSampler(LengthBucketBatchSampler):
+    """bertgen's length-bucketed, DDP-aware, resumable batch sampler, each index paired with the epoch (the key of
+    that epoch's masks)."""
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            yield [(self.epoch, i) for i in batch]
+
+
+@dataclass
+class Collator:
+    pad: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, items: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
+        n = max(len(x) for x, _ in items)
+        if self.pad_to_multiple_of:
+            n = -(-n // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        ids = torch.full((len(items), n), self.pad, dtype=torch.long)
+        labels = torch.full((len(items), n), LABEL_PAD, dtype=torch.long)
+        mask = torch.zeros((len(items), n), dtype=torch.long)
+        for k, (x, y) in enumerate(items):
+            ids[k, : len(x)] = torch.from_numpy(x)
+            labels[k, : len(y)] = torch.from_numpy(y)
+            mask[k, : len(x)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+class MLMDataModule(L.LightningDataModule):
+    """Training and held-out packed sequences, batched by bertgen's sampler; resumes mid-epoch as the seq2seq
+    DataModule does (the consumed batches are counted and saved in the checkpoint)."""
+
+    def __init__(
+        self,
+        train: PackedSequences,
+        validation: PackedSequences,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        num_workers: int = 0,
+        pad_to_multiple_of: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.train_set, self.val_set = train, validation
+        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self._train_sampler: EpochBatchSampler | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self._progress = {"epoch": 0, "batches_done": 0}
+
+    def _world(self) -> tuple[int, int]:
+        t = self.trainer
+        return (1, 0) if t is None else (t.world_size, t.global_rank)
+
+    def _sampler(self, data: PackedSequences, shuffle: bool) -> EpochBatchSampler:
+        world, rank = self._world()
+        return EpochBatchSampler(
+            data.lengths(),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+        )
+
+    def _loader(self, data: PackedSequences, sampler) -> DataLoader:
+        return DataLoader(
+            data,
+            batch_sampler=sampler,
+            collate_fn=Collator(data.vocab.pad, self.pad_to_multiple_of),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),  # not torch's global RNG (exact resume)
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        self._train_sampler = self._sampler(self.train_set, shuffle=True)
+        if self._pending_state is not None:
+            self._train_sampler.load_state_dict(self._pending_state)
+            self._pending_state = None
+            state = self._train_sampler.state_dict()
+            self._progress = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
+        return self._loader(self.train_set, self._train_sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self._sampler(self.val_set, shuffle=False))
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        t = self.trainer
+        if t is not None and t.training:
+            if t.current_epoch != self._progress["epoch"]:
+                self._progress = {"epoch": t.current_epoch, "batches_done": 0}
+            self._progress["batches_done"] += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._train_sampler is None:
+            return {}
+        state = self._train_sampler.state_dict(batches_done=self._progress["batches_done"])
+        state["epoch"] = self._progress["epoch"]
+        return {"train_sampler": state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = state_dict.get("train_sampler")
+        if state is None:
+            return
+        if self._train_sampler is not None:
+            self._train_sampler.load_state_dict(state)
+        else:
+            self._pending_state = dict(state)
+
+
+# ===================================================================================================================
+# The LightningModule
+# ===================================================================================================================
+class MLMModule(L.LightningModule):
+    """MLM loss, held-out loss and masked-token accuracy, optimiser and schedule around a `BertMLM`.
+
+    ``model_config``: the architecture (a transformers ``config.json`` dict, so ``load_from_checkpoint`` needs
+    nothing else); ``init_checkpoint``: a BERT folder the weights start from (continued pre-training; on resume
+    the weights come from the Lightning checkpoint); ``optim``: as `bertgen.lit_module.Seq2SeqModule`'s.
+    """
+
+    def __init__(
+        self,
+        model_config: dict[str, Any],
+        optim: dict[str, Any] | None = None,
+        init_checkpoint: str | None = None,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if init_checkpoint:
+            overrides = {k: v for k, v in model_config.items() if "dropout" in k}
+            self.model = BertMLM.from_pretrained(init_checkpoint, **overrides)
+        else:
+            self.model = BertMLM(ModelConfig.from_hf_dict(model_config))
+        self._compiled = None
+        self._last_step_time: float | None = None
+        self.fingerprints: dict[str, str] = {}
+        self.val_loss, self.val_accuracy = MeanMetric(), MeanMetric()
+
+    def configure_model(self) -> None:
+        if self.hparams.compile and self._compiled is None:
+            self.__dict__["_compiled"] = torch.compile(self.model)
+
+    def forward(self, batch: dict[str, torch.Tensor]):
+        model = self._compiled or self.model
+        return model(batch["input_ids"], batch["attention_mask"], batch["labels"], return_logits=False)
+
+    def training_step(self, batch, batch_idx):
+        out = self(batch)
+        bs = batch["input_ids"].shape[0]
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=bs)
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            tps = int(batch["attention_mask"].sum()) * self.trainer.world_size / max(now - self._last_step_time, 1e-9)
+            self.log("train/tokens_per_s", tps, prog_bar=True, batch_size=bs, sync_dist=False)
+        self._last_step_time = now
+        return out.loss
+
+    def on_train_epoch_start(self) -> None:
+        self._last_step_time = None
+
+    def validation_step(self, batch, batch_idx):
+        keep = batch["labels"] != LABEL_PAD
+        h = self.model.bert(batch["input_ids"], batch["attention_mask"])
+        logits = self.model.bert.logits(h[keep]).float()
+        target = batch["labels"][keep]
+        n = target.numel()
+        if n == 0:
+            return None
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        acc = (logits.argmax(-1) == target).float().mean() * 100
+        # token-weighted over the whole split and across ranks (MeanMetric sums value x weight)
+        self.val_loss.update(loss.detach(), weight=n)
+        self.val_accuracy.update(acc.detach(), weight=n)
+        bs = batch["input_ids"].shape[0]
+        self.log("val/loss", self.val_loss, prog_bar=True, batch_size=bs)
+        self.log("val/accuracy", self.val_accuracy, prog_bar=True, batch_size=bs)
+        return loss
+
+    def configure_optimizers(self):
+        o = dict(self.hparams.optim or {})
+        name = o.get("name", "adamw")
+        mixed = self.trainer is not None and "mixed" in str(self.trainer.precision)
+        opt = build_optimizer(
+            self.model,
+            name,
+            lr=o.get("lr"),
+            betas=o.get("betas", (0.9, 0.999)),
+            eps=o.get("eps", 1e-6),
+            weight_decay=o.get("weight_decay", 0.01),
+            fused=False if mixed else None,
+        )
+        total = o.get("total_steps")
+        if total is None and self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
+            total = self.trainer.max_steps
+        sched = build_scheduler(
+            opt,
+            o.get("schedule", "paper" if name == "paper" else "linear"),
+            hidden_size=self.model.config.hidden_size,
+            constant=o.get("constant", 0.05),
+            warmup_steps=o.get("warmup_steps", 10_000),
+            total_steps=total,
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    # --- exact resume: the RNG state travels with the checkpoint (as in Seq2SeqModule) ------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        if self.fingerprints:
+            checkpoint["bertgen_fingerprints"] = dict(self.fingerprints)
+        checkpoint["bertgen_rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = checkpoint.get("bertgen_rng")
+
+    def on_train_start(self) -> None:
+        state = getattr(self, "_rng_to_restore", None)
+        if state is not None:  # after everything that consumes randomness while resuming
+            torch.set_rng_state(state["torch"])
+            if state["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+            kind, keys, pos, has_gauss, gauss = state["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            random.setstate(state["python"])
+            self._rng_to_restore = None
+
+    def export(
+        self, directory: str | Path, tokenizer=None, info: dict[str, Any] | None = None, tokenizer_dir=None
+    ) -> Path:
+        """The model as a `BertForMaskedLM` folder with the tokenizer (and ``bertgen_pretrain.json``, how it was
+        pre-trained); ``tokenizer_dir``: the tokenizer's folder, whose ``vocab.txt`` is copied too."""
+        directory = Path(directory)
+        copy.deepcopy(self.model).cpu().save_pretrained(directory)
+        if tokenizer is not None:
+            tokenizer.save(directory)
+            vocab_txt = Path(tokenizer_dir) / "vocab.txt" if tokenizer_dir else None
+            if vocab_txt is not None and vocab_txt.is_file():  # what BertTokenizer (slow) reads
+                (directory / "vocab.txt").write_bytes(vocab_txt.read_bytes())
+        if info is not None:
+            (directory / "bertgen_pretrain.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        return directory
+
+
+class ExportMLM(L.Callback):
+    """At the end of training export the best checkpoint (lowest held-out loss), else the last weights."""
+
+    def __init__(self, directory: str | Path, tokenizer, info: dict[str, Any], tokenizer_dir=None) -> None:
+        self.directory, self.tokenizer, self.info = Path(directory), tokenizer, info
+        self.tokenizer_dir = tokenizer_dir
+        self.exported_from: str | None = None
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        state = None
+        if best and Path(best).is_file():
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        if trainer.is_global_zero:
+            current = None
+            if state is not None:
+                current = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+                pl_module.load_state_dict(state)
+            self.exported_from = best if state is not None else "last weights"
+            info = {**self.info, "exported_from": self.exported_from}
+            pl_module.export(self.directory, self.tokenizer, info, self.tokenizer_dir)
+            if current is not None:
+                pl_module.load_state_dict(current)
+            log.info("exported the MLM model (%s) to %s", self.exported_from, self.directory)
+        trainer.strategy.barrier()
+
+
+# ===================================================================================================================
+# A run, as plain functions of plain config values (pretrain.py calls them in order)
+# ===================================================================================================================
+def _check(key: str, value: Any, kind, **kw) -> None:
+    from bertgen.training import _check as check
+
+    check(key, value, kind, **kw)
+
+
+def validate_config(c: Mapping[str, Any]) -> Masking:
+    """Types, ranges and consistency of a composed pretrain config; returns the masking recipe."""
+    _check("seed", c.get("seed"), int, low=0, high=2**32 - 1)
+    _check("max_length", c.get("max_length"), int, low=3)
+    _check("batch_size", c.get("batch_size"), int, low=1)
+    _check("global_batch_size", c.get("global_batch_size"), int, low=1, optional=True)
+    _check("num_workers", c.get("num_workers"), int, low=0)
+    _check("num_threads", c.get("num_threads"), int, low=1, optional=True)
+    for key in ("deterministic", "export_model", "compile"):
+        _check(key, c.get(key), bool)
+    data = c.get("data") or {}
+    _check("data.max_rows", data.get("max_rows"), int, low=1, optional=True)
+    _check("data.val_fraction", data.get("val_fraction"), (int, float), low=0, low_open=True, high=0.5)
+    _check("data.val_max_sequences", data.get("val_max_sequences"), int, low=1, optional=True)
+    if not data.get("files") and not data.get("task"):
+        raise ConfigError("data: give data.files=[...] (plain text) or data.task=<task> (its rows), or both")
+    if data.get("task"):
+        from bertgen.data.vocab import parse_fields
+
+        parse_fields(data.get("fields") or ())
+    trainer = c.get("trainer") or {}
+    _check("trainer.max_steps", trainer.get("max_steps"), int, low=-1)
+    if trainer.get("max_steps") == 0:
+        raise ConfigError("trainer.max_steps=0: nothing would be trained")
+    if c.get("tokenizer") is None and not c.get("checkpoint"):
+        raise ConfigError("tokenizer is not set: a tokenizer folder (bertgen-data vocab --out) or a checkpoint's")
+    from bertgen.training import PRECISIONS, accumulation, world_size
+
+    precision = trainer.get("precision")
+    if precision is not None and str(precision) not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if not trainer.get("accumulate_grad_batches"):
+        accumulation(c.get("global_batch_size"), c.get("batch_size"), world_size(trainer), None)
+    m = dict(c.get("mlm") or {})
+    return Masking(**m)
+
+
+def model_config(c: Mapping[str, Any], tok) -> dict[str, Any]:
+    """The architecture (a ``config.json`` dict) of a random start (``model``) or of ``checkpoint``, checked against
+    the tokenizer and ``max_length`` before any data is read."""
+    from bertgen.model.config import read_model_config
+    from bertgen.training import vocab_rows
+
+    rows = vocab_rows(tok)
+    if c.get("checkpoint"):
+        from bertgen.hub import fetch_folder
+
+        folder = fetch_folder(c["checkpoint"], what="BERT checkpoint")
+        cfg = read_model_config(folder)
+        if not isinstance(cfg, ModelConfig) or cfg.family != "bert":
+            raise ConfigError(f"checkpoint={c['checkpoint']}: not a BERT model (MLM pre-training continues a BERT)")
+        if cfg.vocab_size != rows:
+            raise ConfigError(
+                f"checkpoint={c['checkpoint']} has a vocabulary of {cfg.vocab_size:,} rows but tokenizer="
+                f"{c.get('tokenizer')} has {rows:,}: its ids would mean other pieces. Pre-train with the checkpoint's "
+                "own tokenizer (leave tokenizer unset), or from random weights (checkpoint=null)"
+            )
+        if c.get("tokenizer") and _own_vocab(folder) not in (None, tok.get_vocab()):
+            raise ConfigError(
+                f"checkpoint={c['checkpoint']} was trained with another vocabulary than tokenizer={c['tokenizer']} "
+                "(the same size, other pieces): its ids would mean other pieces. Leave tokenizer unset to use the "
+                "checkpoint's own"
+            )
+        overrides = {k: v for k, v in (c.get("model") or {}).items() if "dropout" in k and v is not None}
+        cfg = cfg.replace(**overrides)
+    else:
+        spec = {k: v for k, v in dict(c.get("model") or {}).items() if v is not None}
+        spec.setdefault("family", "bert")
+        if spec.get("vocab_size") is None:
+            spec["vocab_size"] = rows
+        elif spec["vocab_size"] < rows:
+            raise ConfigError(f"model.vocab_size={spec['vocab_size']} is smaller than the tokenizer's {rows:,} ids")
+        spec.setdefault("pad_token_id", tok.pad_token_id if tok.pad_token_id is not None else 0)
+        try:
+            cfg = ModelConfig.coerce(spec)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"model: {e}") from None
+        if cfg.family != "bert":
+            raise ConfigError(f"model.family={cfg.family!r}: MLM pre-training builds a BERT (family bert)")
+    if c["max_length"] > cfg.max_position_embeddings:
+        raise ConfigError(
+            f"max_length={c['max_length']} is above the model's max_position_embeddings="
+            f"{cfg.max_position_embeddings}: lower max_length or raise model.max_position_embeddings"
+        )
+    return cfg.replace(is_decoder=False, add_cross_attention=False).to_hf_dict()
+
+
+def _own_vocab(folder: Path) -> dict[str, int] | None:
+    """The vocabulary of the tokenizer a checkpoint folder carries, if it carries one."""
+    from bertgen.checkpoints import TOKENIZER_FILES
+    from bertgen.tokenization import load_tokenizer
+
+    if not any((Path(folder) / f).is_file() for f in TOKENIZER_FILES):
+        return None
+    return load_tokenizer(folder).get_vocab()
+
+
+def load_tokenizer_for(c: Mapping[str, Any]):
+    from bertgen.tokenization import load_tokenizer
+
+    return load_tokenizer(str(c.get("tokenizer") or c["checkpoint"]))
+
+
+def build_data(c: Mapping[str, Any], tok, masking: Masking, pad_to_multiple_of: int | None = None) -> MLMDataModule:
+    """Read, tokenise and pack the training and held-out text (see the module docstring)."""
+    data = dict(c["data"])
+    vocab = Vocabulary.of(tok)
+    seed, max_length = int(c["seed"]), int(c["max_length"])
+
+    def documents(split: str) -> Iterator[list[list[int]]]:
+        if split == "train" and data.get("files"):
+            yield from encode_documents(tok, read_text_documents(data["files"]))
+        if split == "validation" and data.get("val_files"):
+            yield from encode_documents(tok, read_text_documents(data["val_files"]))
+        if data.get("task") and (split == "train" or data.get("val_split")):
+            from bertgen.data.tasks import make_task
+
+            task = make_task(data["task"], data.get("task_options") or {})
+            prepared = task.text_convention.prepare(tok)  # the task's text as fine-tuning will encode it
+            docs = task_documents(
+                data["task"],
+                "train" if split == "train" else data["val_split"],
+                data.get("fields") or ("source", "target"),
+                data_dir=data.get("data_dir"),
+                options=data.get("task_options"),
+                max_rows=data.get("max_rows") if split == "train" else data.get("val_max_sequences"),
+                seed=seed,
+                row_documents=bool(data.get("row_documents")),
+            )
+            yield from encode_documents(prepared, docs)
+
+    train = pack_documents(documents("train"), max_length, vocab, masking.short_seq_prob, seed)
+    if not train:
+        where = data.get("files") or f"task {data.get('task')} ({data.get('data_dir') or 'its official release'})"
+        raise DataFormatError(f"data: the training text in {where} is empty: nothing to pre-train on")
+    has_val = bool(data.get("val_files")) or bool(data.get("task") and data.get("val_split"))
+    val = pack_documents(documents("validation"), max_length, vocab, 0.0, seed) if has_val else []
+    if not val:  # hold out a fraction of the training sequences (seeded)
+        order = np.random.default_rng([seed, 7]).permutation(len(train))
+        n = max(1, int(len(train) * float(data.get("val_fraction") or 0.01)))
+        held = set(order[:n].tolist())
+        val = [s for i, s in enumerate(train) if i in held]
+        train = [s for i, s in enumerate(train) if i not in held]
+        if not train:
+            raise DataFormatError("data: too little text to hold out a validation part; add text or val_files")
+    cap = data.get("val_max_sequences")
+    if cap is not None and len(val) > cap:
+        val = val[:cap]
+    log.info(
+        "pre-training data: %d training and %d held-out sequences of <= %d tokens (%d training tokens)",
+        len(train),
+        len(val),
+        max_length,
+        sum(len(s) for s in train),
+    )
+    return MLMDataModule(
+        PackedSequences(train, vocab, masking, seed),
+        PackedSequences(val, vocab, masking, seed + 1, fixed=True),
+        batch_size=int(c["batch_size"]),
+        seed=seed,
+        num_workers=int(c["num_workers"]),
+        pad_to_multiple_of=pad_to_multiple_of,
+    )
+
+
+def fingerprints(tok, dm: MLMDataModule, lit: MLMModule, masking: Masking, max_length: int) -> dict[str, str]:
+    """What makes a pre-training checkpoint's weights mean something (`bertgen.checkpoints.check_resume`'s keys): the
+    tokenizer, the architecture, the data with its masking."""
+    from bertgen.data.cache import tokenizer_fingerprint
+
+    def digest(obj: Any) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    fp = tokenizer_fingerprint(tok)
+    config = {k: v for k, v in lit.hparams["model_config"].items() if "dropout" not in k}
+    data = {"train": dm.train_set.digest(), "masking": dataclasses.asdict(masking), "max_length": max_length}
+    return {
+        "source_tokenizer": fp,
+        "target_tokenizer": fp,
+        "model": digest(config),
+        "encode": digest(data),
+        "task": "mlm-pretraining",
+    }
+
+
+def build_callbacks(run_dir: Path, c: Mapping[str, Any], tok, info: dict[str, Any]) -> tuple[list, Any]:
+    """The best checkpoint by held-out loss, ``last.ckpt`` (always the newest state), pre-emption, the export and the
+    learning-rate monitor."""
+    from datetime import timedelta
+
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from bertgen.callbacks import BestCheckpoint, Preemption
+
+    cb = dict(c.get("callbacks") or {})
+    ck = dict(cb.get("checkpoint") or {})
+    folder = run_dir / "checkpoints"
+    best = BestCheckpoint(
+        dirpath=folder,
+        filename="best-step{step}-{val/loss:.4f}",
+        monitor="val/loss",
+        mode="min",
+        save_top_k=ck.get("save_top_k", 1),
+        auto_insert_metric_name=False,
+    )
+    last = ModelCheckpoint(
+        dirpath=folder,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+        every_n_train_steps=ck.get("every_n_train_steps"),
+        train_time_interval=timedelta(minutes=m) if (m := ck.get("every_n_minutes")) else None,
+    )
+    callbacks: list = [best, last, Preemption(folder / "last.ckpt", last_callback=last)]
+    if c.get("export_model", True):
+        tok_dir = Path(str(c.get("tokenizer") or c.get("checkpoint")))
+        callbacks.append(ExportMLM(run_dir / "model", tok, info, tok_dir if tok_dir.is_dir() else None))
+    if cb.get("lr_monitor", True) and c.get("logger"):
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    return callbacks, best
+
+
+def record(trainer, lit: MLMModule, dm: MLMDataModule, best_cb, run_dir: Path, status: str | None = None) -> dict:
+    """The run record (``pretrain_metrics.json``): the last held-out loss and accuracy, the best checkpoint, steps,
+    data and parameter counts."""
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+    step = trainer.global_step
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if step == 0 and last.is_file():  # spawn strategies train in child processes
+        step = int(torch.load(last, map_location="cpu", mmap=True, weights_only=True)["global_step"])
+    out = {
+        "source": "pretrain",
+        "metrics": {k.split("/", 1)[1]: v for k, v in logged.items() if k.startswith("val/")},
+        "best_score": float(best_cb.best_model_score) if best_cb.best_model_score is not None else None,
+        "best_metric": "val/loss (min)",
+        "best_checkpoint": best_cb.best_model_path or None,
+        "global_step": int(step),
+        "parameters": sum(p.numel() for p in lit.model.parameters()),
+        "data": {
+            "train_sequences": len(dm.train_set),
+            "train_tokens": int(dm.train_set.lengths().sum()),
+            "validation_sequences": len(dm.val_set),
+        },
+    }
+    if status:
+        out["status"] = status
+    return out
