@@ -182,6 +182,35 @@ class Preemption(L.Callback):
         log.warning("interrupted (%s): saved step %d to %s", type(exception).__name__, trainer.global_step, self.path)
 
 
+def checkpoint_callbacks(
+    folder: Path, monitor: str, mode: str, score_format: str, checkpoint: Mapping[str, Any]
+) -> tuple[BestCheckpoint, ModelCheckpoint, Preemption]:
+    """A run's checkpointing in ``folder``: the best ``save_top_k`` by ``monitor`` (``best-step<N>-<score>.ckpt``,
+    ``score_format`` the filename template of the score), ``last.ckpt`` at every validation and every
+    ``every_n_train_steps`` / ``every_n_minutes``, and the state at a SIGTERM or the end of the fit (`Preemption`)."""
+    from datetime import timedelta
+
+    best = BestCheckpoint(
+        dirpath=folder,
+        filename="best-step{step}-" + score_format,
+        monitor=monitor,
+        mode=mode,
+        save_top_k=checkpoint.get("save_top_k", 1),
+        auto_insert_metric_name=False,
+    )
+    minutes = checkpoint.get("every_n_minutes")
+    last = ModelCheckpoint(
+        dirpath=folder,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+        every_n_train_steps=checkpoint.get("every_n_train_steps"),
+        train_time_interval=timedelta(minutes=minutes) if minutes else None,
+    )
+    return best, last, Preemption(folder / "last.ckpt", last)
+
+
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what a killed process reports, so a scheduler sees a failure
 
 
@@ -248,33 +277,16 @@ def build_callbacks(
     saved). ``generation_eval``: ``every_n_validations`` and ``max_examples``. A SIGTERM saves ``last.ckpt`` too
     (`Preemption`).
     """
-    from datetime import timedelta
-
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 
     _, headline = task_metrics(task)
-    folder = Path(run_dir) / "checkpoints"
-    best = BestCheckpoint(
-        dirpath=folder,
-        filename="best-step{step}-{val/" + headline + ":.2f}",
-        monitor=f"val/{headline}",
-        mode="max",
-        save_top_k=checkpoint.get("save_top_k", 1),
-        auto_insert_metric_name=False,
-    )
-    last = ModelCheckpoint(
-        dirpath=folder,
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        enable_version_counter=False,
-        every_n_train_steps=checkpoint.get("every_n_train_steps"),
-        train_time_interval=timedelta(minutes=minutes) if (minutes := checkpoint.get("every_n_minutes")) else None,
+    best, last, preemption = checkpoint_callbacks(
+        Path(run_dir) / "checkpoints", f"val/{headline}", "max", "{val/" + headline + ":.2f}", checkpoint
     )
     callbacks: list[L.Callback] = [
         best,
         last,
-        Preemption(folder / "last.ckpt", last),
+        preemption,
         GenerationEvaluator(
             task,
             run_dir,

@@ -18,7 +18,7 @@ import torch
 from torchmetrics import MeanMetric
 
 from bertgen.model import DecoderOnlyLM, EncoderDecoder, EncoderDecoderConfig, ModelConfig
-from bertgen.optim import build_optimizer, build_scheduler
+from bertgen.optim import lightning_optimizers
 
 log = logging.getLogger("bertgen.train")
 
@@ -107,7 +107,49 @@ def describe_model(model: EncoderDecoder | DecoderOnlyLM) -> dict[str, Any]:
     return {"kind": "encoder_decoder", "config": model.config.to_hf_dict()}
 
 
-class Seq2SeqModule(L.LightningModule):
+class ExactResume:
+    """For a LightningModule: the RNG states (torch, CUDA, numpy, python) and the run's fingerprints
+    (``self.fingerprints``, `bertgen.checkpoints.check_resume`) travel with every checkpoint, and the RNG states are
+    restored when training starts, after everything that consumes randomness while resuming."""
+
+    fingerprints: dict[str, str] | None = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        # plain tensors and numbers only, so the checkpoint still loads with torch.load(weights_only=True)
+        if self.fingerprints:  # what makes these weights mean something (bertgen.checkpoints.check_resume)
+            checkpoint["bertgen_fingerprints"] = dict(self.fingerprints)
+        checkpoint["bertgen_rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = checkpoint.get("bertgen_rng")
+
+    def on_train_start(self) -> None:
+        state = getattr(self, "_rng_to_restore", None)
+        if state is not None:
+            import random
+
+            import numpy as np
+
+            torch.set_rng_state(state["torch"])
+            if state["cuda"] is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["cuda"])
+            kind, keys, pos, has_gauss, gauss = state["numpy"]
+            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            random.setstate(state["python"])
+            self._rng_to_restore = None
+
+
+class Seq2SeqModule(ExactResume, L.LightningModule):
     """Training and validation loss, lr and tokens/s logging, optimiser and schedule (generation: ``bertgen.decoding``).
 
     Args:
@@ -249,72 +291,8 @@ class Seq2SeqModule(L.LightningModule):
             self._frozen = None
 
     def configure_optimizers(self):
-        o = dict(self.hparams.optim or {})
-        name = o.get("name", "paper")
-        # Lightning refuses gradient clipping with a fused optimizer under mixed precision (it assumes the fused
-        # step unscales gradients itself): use the per-tensor step there
-        mixed = self.trainer is not None and "mixed" in str(self.trainer.precision)
-        opt = build_optimizer(
-            self.model,
-            name,
-            lr=o.get("lr"),
-            betas=o.get("betas", (0.9, 0.999)),
-            eps=o.get("eps", 1e-8),
-            weight_decay=o.get("weight_decay", 0.0),
-            fused=False if mixed else None,
-            beta2_decay=o.get("beta2_decay", -0.8),
-            eps1=o.get("eps1"),
-            eps2=o.get("eps2", 1e-3),
-            clip_threshold=o.get("clip_threshold", 1.0),
-        )
-        total = o.get("total_steps")
-        if total is None and self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
-            total = self.trainer.max_steps
         hidden = self.model.config.hidden_size if self.decoder_only else self.model.config.decoder.hidden_size
-        sched = build_scheduler(
-            opt,
-            o.get("schedule", "paper" if name == "paper" else "linear"),
-            hidden_size=hidden,
-            constant=o.get("constant", 0.05),
-            warmup_steps=o.get("warmup_steps", 40_000),
-            total_steps=total,
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
-
-    # --- exact resume: RNG state travels with the checkpoint ------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        import random
-
-        import numpy as np
-
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        # plain tensors and numbers only, so the checkpoint still loads with torch.load(weights_only=True)
-        if self.fingerprints:  # what makes these weights mean something (bertgen.checkpoints.check_resume)
-            checkpoint["bertgen_fingerprints"] = dict(self.fingerprints)
-        checkpoint["bertgen_rng"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-            "python": random.getstate(),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._rng_to_restore = checkpoint.get("bertgen_rng")
-
-    def on_train_start(self) -> None:
-        state = getattr(self, "_rng_to_restore", None)
-        if state is not None:  # restored here, after everything that consumes randomness while resuming
-            import random
-
-            import numpy as np
-
-            torch.set_rng_state(state["torch"])
-            if state["cuda"] is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda"])
-            kind, keys, pos, has_gauss, gauss = state["numpy"]
-            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-            random.setstate(state["python"])
-            self._rng_to_restore = None
+        return lightning_optimizers(self.model, dict(self.hparams.optim or {}), self.trainer, hidden)
 
     # --- export -----------------------------------------------------------------------------------------------------
     def export(self, directory: str | Path, tokenizer=None, target_tokenizer=None, task=None) -> Path:

@@ -16,6 +16,7 @@ multiplied by the parameter scale).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -120,3 +121,43 @@ def build_scheduler(
     if name == "constant":
         return LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup_steps) if warmup_steps > 0 else 1.0)
     raise ValueError(f"unknown schedule {name!r}; choose 'paper', 'linear' or 'constant'")
+
+
+def lightning_optimizers(
+    model: torch.nn.Module, optim: dict[str, Any], trainer, hidden_size: int, defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A LightningModule's ``configure_optimizers`` from an ``optim`` config (``conf/optim``): the optimiser and its
+    per-step schedule. ``defaults``: the module's values for keys the config leaves out; the schedule runs to
+    ``total_steps``, else ``trainer.max_steps``."""
+    o = {"name": "paper", "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "warmup_steps": 40_000}
+    o.update(defaults or {})
+    o.update(optim or {})
+    name = o["name"]
+    # Lightning refuses gradient clipping with a fused optimizer under mixed precision (it assumes the fused step
+    # unscales gradients itself): use the per-tensor step there
+    mixed = trainer is not None and "mixed" in str(trainer.precision)
+    opt = build_optimizer(
+        model,
+        name,
+        lr=o.get("lr"),
+        betas=o["betas"],
+        eps=o["eps"],
+        weight_decay=o["weight_decay"],
+        fused=False if mixed else None,
+        beta2_decay=o.get("beta2_decay", -0.8),
+        eps1=o.get("eps1"),
+        eps2=o.get("eps2", 1e-3),
+        clip_threshold=o.get("clip_threshold", 1.0),
+    )
+    total = o.get("total_steps")
+    if total is None and trainer is not None and trainer.max_steps and trainer.max_steps > 0:
+        total = trainer.max_steps
+    sched = build_scheduler(
+        opt,
+        o.get("schedule", "paper" if name == "paper" else "linear"),
+        hidden_size=hidden_size,
+        constant=o.get("constant", 0.05),
+        warmup_steps=o["warmup_steps"],
+        total_steps=total,
+    )
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

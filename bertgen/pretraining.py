@@ -45,10 +45,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
 
 from bertgen.data.errors import DataFormatError
-from bertgen.data.sampler import LengthBucketBatchSampler
+from bertgen.data.sampler import LengthBucketBatchSampler, ResumableTraining
 from bertgen.errors import ConfigError
+from bertgen.lit_module import ExactResume
 from bertgen.model import BertMLM, ModelConfig
-from bertgen.optim import build_optimizer, build_scheduler
+from bertgen.optim import lightning_optimizers
 
 log = logging.getLogger("bertgen.pretrain")
 
@@ -315,7 +316,7 @@ class Collator:
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-class MLMDataModule(L.LightningDataModule):
+class MLMDataModule(ResumableTraining, L.LightningDataModule):
     """Training and held-out packed sequences, batched by bertgen's sampler; resumes mid-epoch as the seq2seq
     DataModule does (the consumed batches are counted and saved in the checkpoint)."""
 
@@ -333,9 +334,7 @@ class MLMDataModule(L.LightningDataModule):
         self.train_set, self.val_set = train, validation
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.pad_to_multiple_of = pad_to_multiple_of
-        self._train_sampler: EpochBatchSampler | None = None
-        self._pending_state: dict[str, Any] | None = None
-        self._progress = {"epoch": 0, "batches_done": 0}
+        self._init_resumable()
 
     def _world(self) -> tuple[int, int]:
         t = self.trainer
@@ -364,46 +363,16 @@ class MLMDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        self._train_sampler = self._sampler(self.train_set, shuffle=True)
-        if self._pending_state is not None:
-            self._train_sampler.load_state_dict(self._pending_state)
-            self._pending_state = None
-            state = self._train_sampler.state_dict()
-            self._progress = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
-        return self._loader(self.train_set, self._train_sampler)
+        return self._loader(self.train_set, self._resumable(self._sampler(self.train_set, shuffle=True)))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self._sampler(self.val_set, shuffle=False))
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        t = self.trainer
-        if t is not None and t.training:
-            if t.current_epoch != self._progress["epoch"]:
-                self._progress = {"epoch": t.current_epoch, "batches_done": 0}
-            self._progress["batches_done"] += 1
-        return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        if self._train_sampler is None:
-            return {}
-        state = self._train_sampler.state_dict(batches_done=self._progress["batches_done"])
-        state["epoch"] = self._progress["epoch"]
-        return {"train_sampler": state}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = state_dict.get("train_sampler")
-        if state is None:
-            return
-        if self._train_sampler is not None:
-            self._train_sampler.load_state_dict(state)
-        else:
-            self._pending_state = dict(state)
 
 
 # ===================================================================================================================
 # The LightningModule
 # ===================================================================================================================
-class MLMModule(L.LightningModule):
+class MLMModule(ExactResume, L.LightningModule):
     """MLM loss, held-out loss and masked-token accuracy, optimiser and schedule around a `BertMLM`.
 
     ``model_config``: the architecture (a transformers ``config.json`` dict, so ``load_from_checkpoint`` needs
@@ -471,56 +440,11 @@ class MLMModule(L.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        o = dict(self.hparams.optim or {})
-        name = o.get("name", "adamw")
-        mixed = self.trainer is not None and "mixed" in str(self.trainer.precision)
-        opt = build_optimizer(
-            self.model,
-            name,
-            lr=o.get("lr"),
-            betas=o.get("betas", (0.9, 0.999)),
-            eps=o.get("eps", 1e-6),
-            weight_decay=o.get("weight_decay", 0.01),
-            fused=False if mixed else None,
+        # BERT's pre-training optimiser (Devlin et al. 2019, A.2: weight decay 0.01, 10k warm-up; eps 1e-6 as its code)
+        defaults = {"name": "adamw", "eps": 1e-6, "weight_decay": 0.01, "warmup_steps": 10_000}
+        return lightning_optimizers(
+            self.model, dict(self.hparams.optim or {}), self.trainer, self.model.config.hidden_size, defaults
         )
-        total = o.get("total_steps")
-        if total is None and self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0:
-            total = self.trainer.max_steps
-        sched = build_scheduler(
-            opt,
-            o.get("schedule", "paper" if name == "paper" else "linear"),
-            hidden_size=self.model.config.hidden_size,
-            constant=o.get("constant", 0.05),
-            warmup_steps=o.get("warmup_steps", 10_000),
-            total_steps=total,
-        )
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
-
-    # --- exact resume: the RNG state travels with the checkpoint (as in Seq2SeqModule) ------------------------------
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        kind, keys, pos, has_gauss, gauss = np.random.get_state()
-        if self.fingerprints:
-            checkpoint["bertgen_fingerprints"] = dict(self.fingerprints)
-        checkpoint["bertgen_rng"] = {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-            "python": random.getstate(),
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._rng_to_restore = checkpoint.get("bertgen_rng")
-
-    def on_train_start(self) -> None:
-        state = getattr(self, "_rng_to_restore", None)
-        if state is not None:  # after everything that consumes randomness while resuming
-            torch.set_rng_state(state["torch"])
-            if state["cuda"] is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(state["cuda"])
-            kind, keys, pos, has_gauss, gauss = state["numpy"]
-            np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-            random.setstate(state["python"])
-            self._rng_to_restore = None
 
     def export(
         self, directory: str | Path, tokenizer=None, info: dict[str, Any] | None = None, tokenizer_dir=None
@@ -763,33 +687,15 @@ def fingerprints(tok, dm: MLMDataModule, lit: MLMModule, masking: Masking, max_l
 def build_callbacks(run_dir: Path, c: Mapping[str, Any], tok, info: dict[str, Any]) -> tuple[list, Any]:
     """The best checkpoint by held-out loss, ``last.ckpt`` (always the newest state), pre-emption, the export and the
     learning-rate monitor."""
-    from datetime import timedelta
 
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from bertgen.callbacks import BestCheckpoint, Preemption
+    from bertgen.callbacks import checkpoint_callbacks
 
     cb = dict(c.get("callbacks") or {})
     ck = dict(cb.get("checkpoint") or {})
-    folder = run_dir / "checkpoints"
-    best = BestCheckpoint(
-        dirpath=folder,
-        filename="best-step{step}-{val/loss:.4f}",
-        monitor="val/loss",
-        mode="min",
-        save_top_k=ck.get("save_top_k", 1),
-        auto_insert_metric_name=False,
-    )
-    last = ModelCheckpoint(
-        dirpath=folder,
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        enable_version_counter=False,
-        every_n_train_steps=ck.get("every_n_train_steps"),
-        train_time_interval=timedelta(minutes=m) if (m := ck.get("every_n_minutes")) else None,
-    )
-    callbacks: list = [best, last, Preemption(folder / "last.ckpt", last_callback=last)]
+    best, last, preemption = checkpoint_callbacks(run_dir / "checkpoints", "val/loss", "min", "{val/loss:.4f}", ck)
+    callbacks: list = [best, last, preemption]
     if c.get("export_model", True):
         tok_dir = Path(str(c.get("tokenizer") or c.get("checkpoint")))
         callbacks.append(ExportMLM(run_dir / "model", tok, info, tok_dir if tok_dir.is_dir() else None))

@@ -517,7 +517,7 @@ def training_record(
 
     from bertgen.data.tasks import task_class
     from bertgen.paper_tables import model_size
-    from bertgen.run_record import RunRecord, metrics_by_split
+    from bertgen.run_record import RunRecord, RunRecordError, metrics_by_split
 
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
     global_step = trainer.global_step
@@ -529,6 +529,16 @@ def training_record(
         trainer.test(lit, datamodule=dm, ckpt_path="best" if best_cb.best_model_path else None)
         test_metrics = metrics_by_split({k: float(v) for k, v in trainer.callback_metrics.items()}).get("test", {})
     task, best = c["task"], best_cb.best_model_score
+    validation = metrics_by_split(logged).get("validation", {})
+    if not validation and (run_dir / "metrics.json").is_file():
+        # a resume that trained nothing more (already at max_steps) validated nothing: the scores of the same weights
+        # are the previous record's, which this one replaces
+        try:
+            before = RunRecord.load(run_dir)
+        except (RunRecordError, OSError, ValueError):  # an unreadable old record is simply replaced
+            before = None
+        if before is not None and before.global_step == global_step:
+            validation = dict(before.metrics)
     return logged, RunRecord(
         source="train",
         task=task["name"],
@@ -536,7 +546,7 @@ def training_record(
         model=c["model"]["name"],
         size=model_size(lit.model, c["model"]["name"]),
         split="validation",
-        metrics=metrics_by_split(logged).get("validation", {}),
+        metrics=validation,
         headline=task_class(task).headline,
         test_metrics=test_metrics,
         train_fraction=float(task["train_fraction"]),

@@ -108,6 +108,18 @@ def test_copied_run_dir_keeps_its_best_checkpoint(trained, tmp_path):
     assert Path(record["best_checkpoint"]).name == kept.name and record["best_score"] == pytest.approx(99.0)
 
 
+def test_resuming_a_finished_run_keeps_its_scores(trained, tmp_path):
+    """A resume at max_steps trains and validates nothing: the record keeps the scores of the same weights."""
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = json.loads((run / "metrics.json").read_text())
+    assert before["metrics"]
+    r = run_cli("train.py", [*RUN_FOUR, "ckpt_path=last", f"hydra.run.dir={run}"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["global_step"] == before["global_step"] == 4 and after["metrics"] == before["metrics"]
+
+
 # ---- one process per run dir -----------------------------------------------------------------------------------------
 def test_stale_lock_is_taken_over_and_a_live_one_refuses(tmp_path):
     from bertgen.checkpoints import RunDirBusyError, RunDirLock

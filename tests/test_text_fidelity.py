@@ -548,7 +548,8 @@ def test_decoder_only_growth_round_trips_through_save_and_transformers(tmp_path)
     grown = DecoderOnlyLM.from_pretrained(tmp_path / "base", vocab_size=50258)
     assert grown.config.vocab_size == 50258
     assert torch.equal(grown.decoder.embed.word.weight[:50257], base.decoder.embed.word.weight)
-    assert DecoderOnlyLM.from_pretrained(tmp_path / "base", vocab_size=100).config.vocab_size == 50257  # never shrinks
+    with pytest.raises(ValueError, match="fewer than the 50257 embedding rows"):  # never shrinks: another vocabulary
+        DecoderOnlyLM.from_pretrained(tmp_path / "base", vocab_size=100)
     grown.save_pretrained(tmp_path / "grown")
     again = DecoderOnlyLM.from_pretrained(tmp_path / "grown")
     hf = transformers.GPT2LMHeadModel.from_pretrained(str(tmp_path / "grown")).eval()

@@ -130,12 +130,20 @@ def test_bad_input_is_one_message_before_any_work(args, message, tmp_path, capsy
     assert not out.exists()
 
 
-def test_one_corpus_gives_one_vocabulary_file(tmp_path):
+def test_pieces_are_numbered_canonically(tmp_path):
     from bertgen.tokenization import train_wordpiece
 
     lines = (WMT / "tgt-train.txt").read_text(encoding="utf-8").splitlines()[:200]
-    # tokenizers' trainer numbers pieces in hash-map order; bertgen sorts them, so the ids never depend on the run
-    files = [
-        (train_wordpiece(lines, 500, output_dir=tmp_path / str(i)), tmp_path / str(i) / "vocab.txt")[1] for i in (1, 2)
-    ]
-    assert files[0].read_bytes() == files[1].read_bytes()
+    # tokenizers' trainer numbers pieces in hash-map order, and breaks ties between equally frequent merges by it
+    # too; bertgen sorts the pieces, so one set of pieces always gets one numbering, and two trainings on one corpus
+    # agree on nearly all pieces (which ones tie is the trainer's own, not something bertgen can fix)
+    vocabs = []
+    for i in (1, 2):
+        train_wordpiece(lines, 500, output_dir=tmp_path / str(i))
+        vocabs.append((tmp_path / str(i) / "vocab.txt").read_text(encoding="utf-8").splitlines())
+    for vocab in vocabs:
+        pieces = vocab[103 + 1 :]  # after [PAD], [unused0..98], [UNK] [CLS] [SEP] [MASK]
+        key = lambda t: (len(t.removeprefix("##")) > 1, t.startswith("##"), t)  # noqa: E731
+        assert pieces == sorted(pieces, key=key) and len(vocab) == 500
+    shared = set(vocabs[0]) & set(vocabs[1])
+    assert len(shared) >= 0.9 * 500, len(shared)

@@ -43,7 +43,7 @@ from bertgen.data.cache import (
 )
 from bertgen.data.collate import Seq2SeqCollator, Seq2SeqDataset
 from bertgen.data.errors import DatasetUnavailableError, InvalidRows
-from bertgen.data.sampler import LengthBucketBatchSampler
+from bertgen.data.sampler import LengthBucketBatchSampler, ResumableTraining
 from bertgen.data.tasks import SPLITS, FileEntry, SummaryFiles, Task, make_task
 from bertgen.hub import offline_variables
 from bertgen.text import TextConvention
@@ -71,7 +71,7 @@ def _entry_paths(entry: FileEntry) -> list[Path]:
     return list(entry) if isinstance(entry, tuple) else [entry]
 
 
-class Seq2SeqDataModule(L.LightningDataModule):
+class Seq2SeqDataModule(ResumableTraining, L.LightningDataModule):
     """One task's data for training and evaluation.
 
     Args:
@@ -140,9 +140,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         self.skip_invalid, self.num_proc, self.num_workers = skip_invalid, num_proc, num_workers
         self.datasets: dict[str, Seq2SeqDataset] = {}
         self.data_stats: dict[str, float] = {}
-        self._train_sampler: LengthBucketBatchSampler | None = None
-        self._pending_state: dict[str, Any] | None = None
-        self._progress = {"epoch": 0, "batches_done": 0}  # training batches consumed by the loop
+        self._init_resumable()
         self._tok_fingerprints: tuple[str, str] | None = None
         self._special: SpecialTokens | None = None
         self._hashes: dict[tuple, str] = {}
@@ -467,12 +465,7 @@ class Seq2SeqDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        self._train_sampler = self._sampler("train", shuffle=True)
-        if self._pending_state is not None:
-            self._train_sampler.load_state_dict(self._pending_state)
-            self._pending_state = None
-            self._sync_progress()
-        return self._loader("train", self._train_sampler)
+        return self._loader("train", self._resumable(self._sampler("train", shuffle=True)))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("validation", self._sampler("validation", shuffle=False))
@@ -482,37 +475,6 @@ class Seq2SeqDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
-
-    # ---- resumable state --------------------------------------------------------------------------------------
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        trainer = self.trainer
-        if trainer is not None and trainer.training:
-            if trainer.current_epoch != self._progress["epoch"]:
-                self._progress = {"epoch": trainer.current_epoch, "batches_done": 0}
-            self._progress["batches_done"] += 1
-        return batch
-
-    def _sync_progress(self) -> None:
-        """Take the (possibly normalised: epoch end -> next epoch) position the sampler resumes from."""
-        state = self._train_sampler.state_dict()
-        self._progress = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
-
-    def state_dict(self) -> dict[str, Any]:
-        if self._train_sampler is None:
-            return {}
-        state = self._train_sampler.state_dict(batches_done=self._progress["batches_done"])
-        state["epoch"] = self._progress["epoch"]
-        return {"train_sampler": state}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = state_dict.get("train_sampler")
-        if state is None:
-            return
-        if self._train_sampler is not None:
-            self._train_sampler.load_state_dict(state)
-            self._sync_progress()
-        else:
-            self._pending_state = dict(state)
 
     # ---- construction -----------------------------------------------------------------------------------------
     @staticmethod

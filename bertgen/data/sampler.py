@@ -212,3 +212,53 @@ class _EpochOrder(Sampler[int]):
 
     def __len__(self) -> int:
         return sum(len(b) for b in self.parent._rank_batches())
+
+
+class ResumableTraining:
+    """For a LightningDataModule whose training batches come from a `LengthBucketBatchSampler`: counts the batches the
+    loop has consumed and saves / restores the sampler's place in the epoch, so a run resumed mid-epoch sees exactly
+    the batches it had not seen. Call `_init_resumable` in ``__init__`` and wrap the training sampler in
+    `_resumable` in ``train_dataloader``."""
+
+    def _init_resumable(self) -> None:
+        self._train_sampler: LengthBucketBatchSampler | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self._progress = {"epoch": 0, "batches_done": 0}  # training batches consumed by the loop
+
+    def _resumable(self, sampler: LengthBucketBatchSampler) -> LengthBucketBatchSampler:
+        self._train_sampler = sampler
+        if self._pending_state is not None:  # a checkpoint was loaded before the dataloader existed
+            sampler.load_state_dict(self._pending_state)
+            self._pending_state = None
+            self._sync_progress()
+        return sampler
+
+    def _sync_progress(self) -> None:
+        """Take the (possibly normalised: epoch end -> next epoch) position the sampler resumes from."""
+        state = self._train_sampler.state_dict()
+        self._progress = {"epoch": state["epoch"], "batches_done": state["batches_done"]}
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            if trainer.current_epoch != self._progress["epoch"]:
+                self._progress = {"epoch": trainer.current_epoch, "batches_done": 0}
+            self._progress["batches_done"] += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._train_sampler is None:
+            return {}
+        state = self._train_sampler.state_dict(batches_done=self._progress["batches_done"])
+        state["epoch"] = self._progress["epoch"]
+        return {"train_sampler": state}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = state_dict.get("train_sampler")
+        if state is None:
+            return
+        if self._train_sampler is not None:
+            self._train_sampler.load_state_dict(state)
+            self._sync_progress()
+        else:
+            self._pending_state = dict(state)

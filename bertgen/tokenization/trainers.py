@@ -186,7 +186,7 @@ def train_wordpiece(
     if ordered[: len(reserved)] != reserved or len(set(vocab.values())) != len(ordered):
         raise ValueError("WordPieceTrainer did not put the reserved tokens first")  # a tokenizers change
     # the trainer numbers its pieces in hash-map order (another order on every run, the same set): sorted here, so
-    # one corpus always gives one vocabulary file; characters first, then longer pieces, word starts before ##
+    # one set of pieces always gets one vocabulary file; characters first, then longer pieces, word starts before ##
     lines = reserved + sorted(
         ordered[len(reserved) :], key=lambda t: (len(t.removeprefix("##")) > 1, t.startswith("##"), t)
     )
