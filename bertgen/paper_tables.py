@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bertgen.data.tasks import TASKS, PaperColumn, plain_variant
+from bertgen.data.tasks import PaperRow as TaskPaperRow
 
 SOURCE = "Rothe, Narayan, Severyn (TACL 2020), arXiv 1907.12461 v2"
 
@@ -41,13 +42,7 @@ class PaperRow:
     variant: str | None = None
     also: tuple[str, ...] = ()  # other model names whose runs of this variant the row stands for
 
-    def matches(self, model: str | None, size: str | None, variant: str | None = None) -> bool:
-        return (
-            self.model is not None
-            and (model == self.model or model in self.also)
-            and size == self.size
-            and plain_variant(variant) == plain_variant(self.variant)
-        )
+    matches = TaskPaperRow.matches  # the same rule as the task declarations' rows
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,22 @@ def tiny_seq2seq(tok, *, seed: int = 0, layers: int = 1, generation: Mapping[str
     )
 
 
+def write_tiny_run(root: Path, lit, tok, sizes: Mapping[str, int], export_task=None) -> Path:
+    """``root`` (whose ``data/`` holds the synthetic corpus of ``sizes``) as a quickstart run dir of ``lit``: its
+    exported ``model/`` (with the task's conventions when ``export_task``) and ``.hydra/config.yaml``."""
+    from omegaconf import OmegaConf
+
+    lit.export(root / "model", tok, task=export_task)
+    task = OmegaConf.create(OmegaConf.to_container(compose("train", ["task=quickstart"]).task, resolve=True))
+    task.synthetic = dict(sizes)
+    task.generation.max_new_tokens = 8
+    (root / ".hydra").mkdir()
+    OmegaConf.save(
+        OmegaConf.create({"task": task, "model": {"name": "quickstart"}, "seed": 0}), root / ".hydra" / "config.yaml"
+    )
+    return root
+
+
 # ---- Hydra configs, evaluate.py in-process ---------------------------------------------------------------------------
 def compose(config_name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
     """``conf/<config_name>.yaml`` composed with ``overrides`` (Hydra's global state cleared first)."""

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from bertgen.checkpoints import CheckpointError
 from bertgen.data import task_metrics
@@ -27,7 +26,7 @@ from bertgen.evaluation import EvaluationError
 from bertgen.lit_module import Seq2SeqModule
 from bertgen.tokenization import load_tokenizer, train_sentencepiece
 
-from conftest import compose, run_cli, run_evaluate, start_cli, tiny_seq2seq
+from conftest import run_cli, run_evaluate, start_cli, tiny_seq2seq, write_tiny_run
 
 SIZES = {"train": 200, "validation": 12, "test": 24}
 FILES = ("predictions.jsonl", "metrics.json")
@@ -47,16 +46,7 @@ def tiny_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_run")
     write_synthetic_fusion(root / "data", SIZES, seed=0)
     tok = train_sentencepiece(synthetic_texts(root / "data"), vocab_size=200, output_dir=root / "tokenizer")
-    lit = tiny_seq2seq(tok)
-    lit.export(root / "model", tok)
-    task = OmegaConf.create(OmegaConf.to_container(compose("train", ["task=quickstart"]).task, resolve=True))
-    task.synthetic = SIZES
-    task.generation.max_new_tokens = 8
-    (root / ".hydra").mkdir()
-    OmegaConf.save(
-        OmegaConf.create({"task": task, "model": {"name": "quickstart"}, "seed": 0}), root / ".hydra" / "config.yaml"
-    )
-    return root
+    return write_tiny_run(root, tiny_seq2seq(tok), tok, SIZES)
 
 
 def test_run_dir_writes_predictions_and_metrics(tiny_run, tmp_path):

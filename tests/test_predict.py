@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from bertgen import load_generator
 from bertgen.averaging import AveragingError, average_run
@@ -27,7 +26,7 @@ from bertgen.lit_module import Seq2SeqModule
 from bertgen.prediction import InputError, PredictError, PredictOptions, run_predict
 from bertgen.tokenization import train_sentencepiece
 
-from conftest import MINILM, TINY_QUICKSTART, cli_command, compose, run_cli, run_evaluate, tiny_seq2seq
+from conftest import MINILM, TINY_QUICKSTART, cli_command, compose, run_cli, run_evaluate, tiny_seq2seq, write_tiny_run
 
 SIZES = {"train": 200, "validation": 12, "test": 24}
 OPTIONS = {"max_source_length": 48, "max_target_length": 48}
@@ -53,16 +52,7 @@ def tiny_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("predict_run")
     write_synthetic_fusion(root / "data", SIZES, seed=0)
     tok = train_sentencepiece(synthetic_texts(root / "data"), vocab_size=200, output_dir=root / "tokenizer")
-    lit = tiny_module(tok)
-    lit.export(root / "model", tok, task=make_task("quickstart", OPTIONS))
-    task = OmegaConf.create(OmegaConf.to_container(compose("train", ["task=quickstart"]).task, resolve=True))
-    task.synthetic = SIZES
-    task.generation.max_new_tokens = 8
-    (root / ".hydra").mkdir()
-    OmegaConf.save(
-        OmegaConf.create({"task": task, "model": {"name": "quickstart"}, "seed": 0}), root / ".hydra" / "config.yaml"
-    )
-    return root
+    return write_tiny_run(root, tiny_module(tok), tok, SIZES, make_task("quickstart", OPTIONS))
 
 
 @pytest.fixture(scope="module")
