@@ -3,7 +3,7 @@
 
 Same data: WMT14 En-De training sentences (English and German) through a WordPiece vocabulary built by
 ``bertgen.tokenization.train_wordpiece``, packed once into ``[CLS] ... [SEP]`` sequences of <= 128 tokens by
-``bertgen.pretraining.pack_documents``; both sides take the same batches of those sequences (B=16 by default). Same
+``bertgen.data.mlm.pack_documents``; both sides take the same batches of those sequences (B=16 by default). Same
 weights: one random `BertMLM` saved once, loaded by both. One timed step = collation with masking (bertgen: BERT's
 15% / 80-10-10 recipe of ``mask_sequence``; transformers: its collator's, same rates) + forward + backward + fused
 AdamW step, train mode (dropout 0.1). bertgen projects only the masked positions onto the vocabulary (the loss is
@@ -50,7 +50,7 @@ def main() -> None:
 
     import transformers as tf
 
-    from bertgen import pretraining as P
+    from bertgen.data import mlm as M
     from bertgen.model import BertMLM
     from bertgen.tokenization import train_wordpiece
 
@@ -62,10 +62,10 @@ def main() -> None:
     de = (wmt / "tgt-train.txt").read_text(encoding="utf-8").splitlines()
     tmp = Path(tempfile.mkdtemp())
     tok = train_wordpiece(en + de, args.vocab_size, cased=True, output_dir=tmp / "vocab")
-    vocab = P.Vocabulary.of(tok)
-    masking = P.Masking()
-    docs = P.encode_documents(tok, [en, de])
-    seqs = P.pack_documents(docs, args.max_length, vocab, masking.short_seq_prob, seed=0)
+    vocab = M.Vocabulary.of(tok)
+    masking = M.Masking()
+    docs = M.encode_documents(tok, [en, de])
+    seqs = M.pack_documents(docs, args.max_length, vocab, masking.short_seq_prob, seed=0)
     needed = args.batch * args.steps * args.rounds + args.batch * 2
     seqs = [seqs[i % len(seqs)] for i in range(needed)]
 
@@ -76,8 +76,8 @@ def main() -> None:
     theirs = tf.BertForMaskedLM.from_pretrained(tmp / "model").train()
     hf_tok = tf.AutoTokenizer.from_pretrained(tmp / "vocab")
     collator = tf.DataCollatorForLanguageModeling(hf_tok, mlm=True, mlm_probability=masking.probability)
-    data = P.PackedSequences(seqs, vocab, masking, seed=0)
-    collate = P.Collator(vocab.pad)
+    data = M.PackedSequences(seqs, vocab, masking, seed=0)
+    collate = M.Collator(vocab.pad)
 
     def bertgen_step(model, opt, k):
         batch = collate([data[(0, i)] for i in range(k * args.batch, (k + 1) * args.batch)])

@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
 from bertgen import pretraining as P
+from bertgen.data import mlm as M
 from bertgen.errors import ConfigError
 from bertgen.model import BertMLM, EncoderDecoder
 from bertgen.tokenization import load_tokenizer, train_wordpiece
@@ -49,13 +50,13 @@ def corpus(tmp_path_factory) -> Path:
 # ---- masking and packing ---------------------------------------------------------------------------------------------
 def test_masking_follows_berts_recipe(vocab):
     tok = load_tokenizer(vocab)
-    v = P.Vocabulary.of(tok)
-    m = P.Masking(max_predictions=None)
+    v = M.Vocabulary.of(tok)
+    m = M.Masking(max_predictions=None)
     rng = np.random.default_rng(0)
     chosen = masked = kept = swapped = total = 0
     for _ in range(400):
         ids = np.array([v.cls, *rng.choice(v.random_ids, 100), v.sep])
-        out, labels = P.mask_sequence(ids, v, m, rng)
+        out, labels = M.mask_sequence(ids, v, m, rng)
         sel = labels != -100
         assert not sel[0] and not sel[-1]  # never [CLS] / [SEP]
         assert sel.sum() == 15 and (labels[sel] == ids[sel]).all()
@@ -69,28 +70,28 @@ def test_masking_follows_berts_recipe(vocab):
     assert abs(masked / chosen - 0.8) < 0.03 and abs(kept / chosen - 0.1) < 0.02 and abs(swapped / chosen - 0.1) < 0.02
     # at most max_predictions; whole words: a piece and its ## continuations are masked together
     ids = np.array(tok.encode("Bürokratien Ausführungsbestimmungen Gesetzgebungsrecht Parlaments", True))
-    words = P.Masking(whole_word=True, probability=0.5, max_predictions=None)
+    words = M.Masking(whole_word=True, probability=0.5, max_predictions=None)
     for seed in range(20):
-        _, labels = P.mask_sequence(ids, v, words, np.random.default_rng(seed))
+        _, labels = M.mask_sequence(ids, v, words, np.random.default_rng(seed))
         sel = labels != -100
         for i in range(2, len(ids) - 1):
             if v.continues[ids[i]]:
                 assert sel[i] == sel[i - 1]
-    _, labels = P.mask_sequence(np.array([v.cls, *range(200, 400), v.sep]), v, P.Masking(), rng)
+    _, labels = M.mask_sequence(np.array([v.cls, *range(200, 400), v.sep]), v, M.Masking(), rng)
     assert (labels != -100).sum() == 20  # BERT's max_predictions_per_seq
 
 
 def test_packing_fills_sequences_within_documents(vocab):
-    v = P.Vocabulary.of(load_tokenizer(vocab))
+    v = M.Vocabulary.of(load_tokenizer(vocab))
     docs = [[[7] * 5, [8] * 9, [9] * 3], [[10] * 40], [[11] * 2]]
-    seqs = P.pack_documents(docs, 16, v, short_seq_prob=0.0, seed=0)
+    seqs = M.pack_documents(docs, 16, v, short_seq_prob=0.0, seed=0)
     assert all(s[0] == v.cls and s[-1] == v.sep and len(s) <= 16 for s in seqs)
     bodies = [s[1:-1].tolist() for s in seqs]
     assert bodies[0] == [7] * 5 + [8] * 9  # whole sentences while they fit
     assert bodies[1] == [9] * 3  # the document's rest: never joined with the next document
     assert bodies[2:5] == [[10] * 14, [10] * 14, [10] * 12]  # a long sentence is cut, nothing lost
     assert bodies[5] == [11] * 2
-    short = P.pack_documents([[[7] * 3] * 200], 64, v, short_seq_prob=1.0, seed=0)
+    short = M.pack_documents([[[7] * 3] * 200], 64, v, short_seq_prob=1.0, seed=0)
     assert max(len(s) for s in short) < 64 and sum(len(s) - 2 for s in short) == 600
 
 
@@ -225,7 +226,7 @@ def test_bad_input_is_one_message_before_any_work(vocab, corpus, tmp_path):
     spiece.mkdir()
     shutil.copy(SHARED / "data" / "tokenizers" / "test_sentencepiece.model", spiece / "spiece.model")
     with pytest.raises(ConfigError, match="has no mask token"):
-        P.Vocabulary.of(load_tokenizer(spiece))
+        M.Vocabulary.of(load_tokenizer(spiece))
 
 
 # ---- Table 4's configs ---------------------------------------------------------------------------------------------

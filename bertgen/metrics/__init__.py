@@ -1,7 +1,8 @@
 """Evaluation metrics over strings (SARI, Exact, BLEU, ROUGE, output length, repetitions) as DDP-safe
 ``torchmetrics.Metric`` objects.
 
-Which implementation matches Rothe et al. (TACL 2020), and how sure that is, is in ``docs/metrics.md``.
+Which implementation matches Rothe et al. (TACL 2020), and how sure that is, is in the
+documentation's metrics page.
 A task declares its metrics (``bertgen.data.tasks``); ``task_metrics`` gives them behind one call::
 
     from bertgen.data.tasks import task_metrics

@@ -3,7 +3,7 @@
 The paper reports, beside its human quality scores, each system's average summary length in words and the
 percentage of summaries with at least one repetition of a rare or content word, where content words are all words
 but the 500 most common ones of the model and reference summaries. It does not say how it tokenised, and a single
-run cannot pool other systems' summaries as the paper did, so (``docs/metrics.md``):
+run cannot pool other systems' summaries as the paper did, so (the documentation's metrics page, "Repetitions"):
 
 * `OutputLength`: mean number of whitespace-separated tokens of the output text as scored (the task's detokenised
   text, the same strings ROUGE sees);

@@ -5,7 +5,7 @@ pre/post-processing is most likely the one the same Google group released with L
 (``score_main.py`` defaults): lowercase, drop the split separator ``" <::::> "``, whitespace tokens,
 deletion **F1** (``beta_for_deletion=1``), and the corpus score is the plain mean of sentence scores.
 That protocol is inferred, not stated in the paper (LaserTagger's `score_main.py` scores with tensor2tensor's
-`sari_hook.py`; see docs/metrics.md).
+`sari_hook.py`; see the documentation's metrics page).
 ``protocol="t2t"`` gives raw ``get_sari_score``: case-sensitive, separators kept, deletion precision.
 
 Written from the definition (tensor2tensor's `sari_hook.py`, `get_sari_score`), not ported line by line: n-grams are

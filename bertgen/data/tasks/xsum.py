@@ -128,7 +128,8 @@ TABLE7 = PaperResults(
     ),
     notes=(
         "Length: words per summary. Repetitions: % of summaries in which a word outside the 500 most common ones "
-        "occurs twice (here: the 500 most frequent words of the evaluated references; docs/metrics.md). The paper's "
+        "occurs twice (here: the 500 most frequent words of the evaluated references; see bertgen's metrics page). "
+        "The paper's "
         "two columns are most likely over the whole test set (its repetition values are not k/40, so not over the "
         "40 documents of its human evaluation). Gold: the references of each evaluated XSum split, scored by the "
         "report from the run's predictions.jsonl. Quality: the human Best-Worst Scaling score in [-1, 1], the "
